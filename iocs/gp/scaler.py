@@ -1,0 +1,5 @@
+"""Placeholder: replaced by the module that serves these records."""
+
+
+def build(prefix: str, **options) -> list:
+    return []

@@ -1,0 +1,1 @@
+"""The project's own ophyd classes, importable from happi entries (``loader.devices.*``)."""

@@ -1,0 +1,57 @@
+"""Test fixtures: simulated IOCs on free loopback ports, started by the tests.
+
+The CA address list must be in the environment before the first Channel Access
+call of this process, so the ports are chosen when this module is imported.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from iocs import network
+from iocs.launcher import IocProcess
+
+PORTS = {"gp": network.free_port(), "ad": network.free_port()}
+ADDR_LIST = network.address_list(PORTS.values())
+network.apply(network.client_environment(ADDR_LIST))
+os.environ.setdefault("MPLBACKEND", "Agg")
+# keep happi, intake and IPython away from the user's own configuration
+os.environ.pop("HAPPI_CFG", None)
+
+
+def _ioc_fixture(kind: str, tmp_path_factory) -> IocProcess:
+    data_dir = tmp_path_factory.mktemp(f"{kind}_ioc_data") if kind == "ad" else None
+    log_dir = tmp_path_factory.mktemp(f"{kind}_ioc_log")
+    return IocProcess(kind, PORTS[kind], addr_list=ADDR_LIST, data_dir=data_dir,
+                      log_path=log_dir / "ioc.log")
+
+
+@pytest.fixture(scope="session")
+def gp_ioc_process(tmp_path_factory):
+    ioc = _ioc_fixture("gp", tmp_path_factory).start()
+    yield ioc
+    ioc.stop()
+
+
+@pytest.fixture(scope="session")
+def ad_ioc_process(tmp_path_factory):
+    ioc = _ioc_fixture("ad", tmp_path_factory).start()
+    yield ioc
+    ioc.stop()
+
+
+@pytest.fixture
+def gp_ioc(gp_ioc_process):
+    """The running ``gp:`` IOC (restarted if an earlier test killed it)."""
+    if not gp_ioc_process.running:
+        gp_ioc_process.start()
+    return gp_ioc_process
+
+
+@pytest.fixture
+def ad_ioc(ad_ioc_process):
+    """The running ``ad:`` IOC (restarted if an earlier test killed it)."""
+    if not ad_ioc_process.running:
+        ad_ioc_process.start()
+    return ad_ioc_process
