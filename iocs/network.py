@@ -32,6 +32,7 @@ def server_environment(port: int, host: str = LOOPBACK) -> dict[str, str]:
     return {
         "EPICS_CAS_INTF_ADDR_LIST": host,
         "EPICS_CAS_SERVER_PORT": str(int(port)),
+        "EPICS_CA_SERVER_PORT": str(int(port)),   # the variable caproto's server reads
         "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
         "EPICS_CAS_BEACON_ADDR_LIST": host,
     }
