@@ -1,0 +1,73 @@
+"""Plugins from entry points: plans, callbacks, setup actions.
+
+A plugin that fails to import, or is not of the expected kind, is reported and
+skipped; it never stops a load (DESIGN.md §5).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+PLANS = "loader.plans"
+CALLBACKS = "loader.callbacks"
+SETUPS = "loader.setups"
+
+
+@dataclass(frozen=True)
+class PluginError:
+    """Why one entry point was skipped."""
+
+    group: str
+    name: str
+    value: str          # "module:attr" as declared
+    distribution: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.group} entry point {self.name!r} ({self.value}, from {self.distribution}): {self.reason}"
+
+
+def load_group(group: str, check: Callable[[Any], str | None] | None = None
+               ) -> tuple[dict[str, Any], list[PluginError]]:
+    """Load every entry point of ``group``.
+
+    ``check(obj)`` returns ``None`` when ``obj`` is acceptable, else a reason.
+    Returns the loaded objects by name and the entry points that were skipped.
+    """
+    loaded: dict[str, Any] = {}
+    errors: list[PluginError] = []
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        dist = getattr(getattr(ep, "dist", None), "name", "?")
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must not stop the load
+            reason = f"import failed: {type(exc).__name__}: {exc}"
+        else:
+            reason = check(obj) if check else None
+            if reason is None:
+                if ep.name in loaded and loaded[ep.name] is not obj:
+                    reason = f"name already provided by another distribution"
+                else:
+                    loaded[ep.name] = obj
+                    continue
+        error = PluginError(group, ep.name, ep.value, dist, reason)
+        logger.warning("skipped plugin: %s", error)
+        errors.append(error)
+    return loaded, errors
+
+
+def must_be_callable(obj: Any) -> str | None:
+    """Setup actions and callback factories must be callables."""
+    return None if callable(obj) else f"expected a callable, got {type(obj).__name__}"
+
+
+def must_be_generator_function(obj: Any) -> str | None:
+    """Plans must be generator functions (or callables returning a plan)."""
+    import inspect
+    if inspect.isgeneratorfunction(obj) or (callable(obj) and not inspect.isclass(obj)):
+        return None
+    return f"expected a plan (generator function), got {type(obj).__name__}"

@@ -1,0 +1,43 @@
+"""Helpers for tests against the simulated IOCs over real Channel Access."""
+from __future__ import annotations
+
+import time
+
+import epics
+
+
+def declared_pvs(device) -> set[str]:
+    """Every PV an ophyd device (or signal) declares, computed from its class."""
+    from ophyd import Device
+    signals = [device] if not isinstance(device, Device) else [
+        sig for _, sig in device.walk_signals(include_lazy=True)]
+    names: set[str] = set()
+    for sig in signals:
+        for attr in ("pvname", "setpoint_pvname"):
+            pv = getattr(sig, attr, None)
+            if pv:
+                names.add(pv)
+    return names
+
+
+def unconnected(pvnames, timeout: float = 10.0) -> list[str]:
+    """The PVs among ``pvnames`` that do not connect within ``timeout`` (one bounded wait)."""
+    chids = {name: epics.ca.create_channel(name, connect=False, auto_cb=False) for name in pvnames}
+    deadline = time.monotonic() + timeout
+    pending = set(chids)
+    while pending and time.monotonic() < deadline:
+        epics.ca.poll(evt=0.01)
+        pending = {n for n in pending if not epics.ca.is_connected(chids[n])}
+    return sorted(pending)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
+    """Poll ``predicate`` until it is truthy or ``timeout`` passes (then AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
