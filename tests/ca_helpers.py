@@ -27,7 +27,7 @@ def unconnected(pvnames, timeout: float = 10.0) -> list[str]:
     pending = set(chids)
     while pending and time.monotonic() < deadline:
         epics.ca.poll(evt=0.01)
-        pending = {n for n in pending if not epics.ca.is_connected(chids[n])}
+        pending = {n for n in pending if not epics.ca.isConnected(chids[n])}
     return sorted(pending)
 
 

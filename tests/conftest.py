@@ -12,7 +12,7 @@ import pytest
 from iocs import network
 from iocs.launcher import IocProcess
 
-PORTS = {"gp": network.free_port(), "ad": network.free_port()}
+PORTS = {"gp": network.free_port(), "ad": network.free_port(), "softioc": network.free_port()}
 ADDR_LIST = network.address_list(PORTS.values())
 network.apply(network.client_environment(ADDR_LIST))
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -37,6 +37,16 @@ def gp_ioc_process(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ad_ioc_process(tmp_path_factory):
     ioc = _ioc_fixture("ad", tmp_path_factory).start()
+    yield ioc
+    ioc.stop()
+
+
+@pytest.fixture(scope="session")
+def softioc(tmp_path_factory):
+    """EPICS's own softIoc (epicscorelibs) serving ``sx:ao0..ao49``, ``sx:bo``, ``sx:mbbo``."""
+    from iocs.softioc import SoftIoc, ao_database
+    db = ao_database(tmp_path_factory.mktemp("softioc") / "test.db", "sx:", 50)
+    ioc = SoftIoc(db, PORTS["softioc"]).start()
     yield ioc
     ioc.stop()
 

@@ -1,0 +1,187 @@
+"""Fetch ophyd's initial PV metadata in bulk, at the speed of Channel Access.
+
+Why: when a PV connects, ophyd's pyepics shim (``PyepicsShimPV.
+get_all_metadata_callback``) queues a *blocking* TIME get and then a blocking
+CTRL get on a few utility threads; each one busy-polls pyepics until its reply
+arrives.  Thousands of signals are therefore fetched nearly one round trip at a
+time (about 160 signals/s against our IOCs), although libca can have all of the
+requests in flight at once.
+
+How: :class:`BulkMetadataPV` replaces that one method.  Requests are handed to a
+single :class:`MetadataBatcher` thread which issues the TIME and CTRL gets of
+every pending PV with ``ca.get_with_metadata(..., wait=False)``, flushes once,
+and completes them as the replies come in (``ca.get_complete_with_metadata``
+returns the reply that arrived, without a new request).  ophyd then receives the
+same metadata dictionary, through the same callback, in its own utility thread
+(limits, precision, units and enum strings are all kept).
+
+The hook is ``epics.pv.default_pv_class`` (the PV class ``epics.get_pv`` builds,
+which ophyd's shim itself sets in ``setup()``); :func:`install` swaps in our
+subclass and :func:`uninstall` restores ophyd's.  ``tests/test_bulk_metadata.py``
+fails if a future ophyd stops calling ``get_all_metadata_callback`` on connect.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import epics
+from epics import ca
+from ophyd import _pyepics_shim as shim
+
+logger = logging.getLogger(__name__)
+
+MetadataCallback = Callable[[str, dict], None]
+
+
+@dataclass
+class _Request:
+    pv: "BulkMetadataPV"
+    callback: MetadataCallback
+    deadline: float
+    ftypes: tuple[int, ...] = field(default=())
+
+
+class MetadataBatcher:
+    """One thread that keeps every pending metadata request in flight at once."""
+
+    def __init__(self, poll_interval: float = 0.001):
+        self._queue: "queue.Queue[_Request]" = queue.Queue()
+        self._poll_interval = poll_interval
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.completed = 0          # requests answered in bulk (tests read this)
+        self.fell_back = 0          # requests handed back to ophyd's own path
+
+    def submit(self, pv: "BulkMetadataPV", callback: MetadataCallback, timeout: float) -> None:
+        self._ensure_thread()
+        self._queue.put(_Request(pv, callback, time.monotonic() + timeout))
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = ca.CAThread(target=self._run, name="bulk-metadata", daemon=True)
+                self._thread.start()
+
+    # -- the thread -------------------------------------------------------
+    def _run(self) -> None:
+        ca.use_initial_context()
+        pending: list[_Request] = []
+        while True:
+            new = self._drain(block=not pending)
+            pending.extend(request for request in new if self._issue(request))
+            if new:
+                ca.flush_io()
+            pending = self._complete_ready(pending)
+
+    def _drain(self, block: bool) -> list[_Request]:
+        """Everything queued; waits for the first one (at most a poll interval
+        while requests are in flight, which is also how replies are awaited)."""
+        requests: list[_Request] = []
+        try:
+            requests.append(self._queue.get(timeout=None if block else self._poll_interval))
+            while True:
+                requests.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return requests
+
+    def _issue(self, request: _Request) -> bool:
+        chid = request.pv.chid
+        try:
+            if chid is None or not ca.isConnected(chid):
+                raise ca.ChannelAccessException("not connected")
+            request.ftypes = (ca.promote_type(chid, use_time=True),
+                              ca.promote_type(chid, use_ctrl=True))
+            for ftype in request.ftypes:
+                ca.get_with_metadata(chid, ftype=ftype, count=1, wait=False)
+            return True
+        except Exception as exc:  # disconnected meanwhile: ophyd retries on reconnect
+            logger.debug("bulk metadata for %s not issued (%r)", request.pv.pvname, exc)
+            self._fall_back(request)
+            return False
+
+    def _complete_ready(self, pending: list[_Request]) -> list[_Request]:
+        still: list[_Request] = []
+        now = time.monotonic()
+        for request in pending:
+            state = self._state(request)
+            if state == "ready":
+                self._deliver(request)
+            elif state == "pending" and now < request.deadline:
+                still.append(request)
+            else:
+                self._fall_back(request)
+        return still
+
+    @staticmethod
+    def _state(request: _Request) -> str:
+        entry = ca.get_cache(request.pv.pvname)
+        if entry is None:
+            return "gone"
+        for ftype in request.ftypes:
+            result = entry.get_results[ftype][0]
+            if result is ca.GET_PENDING:
+                return "pending"
+            if result is None:
+                return "gone"
+        return "ready"
+
+    def _deliver(self, request: _Request) -> None:
+        pv = request.pv
+        try:
+            for ftype in request.ftypes:
+                md = ca.get_complete_with_metadata(pv.chid, ftype=ftype, count=1, timeout=0.1)
+                if md is None:
+                    raise ca.ChannelAccessException("no reply")
+                md.pop("value", None)
+                pv._args.update(md)
+            pv.force_read_access_rights()
+        except Exception as exc:
+            logger.debug("bulk metadata for %s failed (%s)", pv.pvname, exc)
+            self._fall_back(request)
+            return
+        metadata = pv._args.copy()
+        metadata.pop("value", None)
+        self.completed += 1
+        shim.get_dispatcher().schedule_utility_task(request.callback, pv.pvname, metadata)
+
+    def _fall_back(self, request: _Request) -> None:
+        self.fell_back += 1
+        shim.PyepicsShimPV.get_all_metadata_callback(
+            request.pv, request.callback, timeout=max(0.1, request.deadline - time.monotonic()))
+
+
+_batcher = MetadataBatcher()
+
+
+class BulkMetadataPV(shim.PyepicsShimPV):
+    """ophyd's PV class, but its initial metadata comes from :data:`_batcher`."""
+
+    def get_all_metadata_callback(self, callback: MetadataCallback, *, timeout: float) -> None:
+        _batcher.submit(self, callback, timeout)
+
+
+def batcher() -> MetadataBatcher:
+    return _batcher
+
+
+def install() -> None:
+    """Make PVs built from now on (by ophyd's pyepics control layer) use bulk metadata."""
+    import ophyd  # noqa: F401  (ophyd.setup_ophyd has run: the shim's dispatcher exists)
+    if shim.get_dispatcher() is None:
+        raise RuntimeError("ophyd's pyepics control layer is not set up")
+    epics.pv.default_pv_class = BulkMetadataPV
+
+
+def uninstall() -> None:
+    """Back to ophyd's own PV class."""
+    epics.pv.default_pv_class = shim.PyepicsShimPV
+
+
+def installed() -> bool:
+    return epics.pv.default_pv_class is BulkMetadataPV

@@ -1,0 +1,61 @@
+"""The bulk metadata hook (issue 7): ophyd gets the same metadata, fetched in bulk.
+
+These tests run against EPICS's own softIoc, so they also fail if a future ophyd
+stops asking its PV class for initial metadata through
+``get_all_metadata_callback`` (the hook would then be silently bypassed).
+"""
+import inspect
+
+import epics
+import pytest
+from ophyd import EpicsSignal, EpicsSignalRO
+from ophyd import _pyepics_shim as shim
+
+from loader import bulk_metadata
+
+from ca_helpers import wait_for
+
+
+@pytest.fixture
+def bulk():
+    bulk_metadata.install()
+    yield bulk_metadata.batcher()
+    bulk_metadata.uninstall()
+
+
+def test_ophyd_still_has_the_hooked_method():
+    sig = inspect.signature(shim.PyepicsShimPV.get_all_metadata_callback)
+    assert list(sig.parameters)[:2] == ["self", "callback"]
+    assert "timeout" in sig.parameters
+    source = inspect.getsource(__import__("ophyd.signal", fromlist=["x"]).EpicsSignalBase._pv_connected)
+    assert "get_all_metadata_callback" in source
+
+
+def test_bulk_metadata_is_used_and_matches_libca(softioc, bulk):
+    before = bulk.completed
+    sigs = [EpicsSignal(f"sx:ao{i}", name=f"ao{i}") for i in range(20)]
+    enum = EpicsSignal("sx:mbbo", name="mbbo")
+    # as the loader does: one bounded wait for all, without ophyd's per-signal priority fetch
+    wait_for(lambda: all(sig.connected for sig in [*sigs, enum]), timeout=10, message="connections")
+    assert bulk.completed - before >= 21, "ophyd did not fetch metadata through the bulk hook"
+    assert all(type(sig._read_pv) is bulk_metadata.BulkMetadataPV for sig in sigs)
+    ctrl = epics.ca.get_ctrlvars(epics.ca.create_channel("sx:ao7", connect=True))
+    sig = sigs[7]
+    assert sig.precision == ctrl["precision"] == 3
+    assert sig.metadata["units"] == "mm"
+    assert sig.limits == (-100.0, 100.0)
+    assert sig.get() == 7.0
+    assert enum.enum_strs == ("Low", "Mid", "High")
+    enum.put("High", wait=True)
+    assert enum.get(as_string=True) == "High"
+
+
+def test_uninstall_restores_ophyd_pv_class(softioc):
+    bulk_metadata.install()
+    assert epics.pv.default_pv_class is bulk_metadata.BulkMetadataPV
+    bulk_metadata.uninstall()
+    assert epics.pv.default_pv_class is shim.PyepicsShimPV
+    sig = EpicsSignalRO("sx:ao33", name="ao33_plain")
+    sig.wait_for_connection(timeout=10)
+    assert type(sig._read_pv) is shim.PyepicsShimPV
+    assert sig.get() == 33.0
