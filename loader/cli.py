@@ -27,10 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="table of the beamline's devices")
     p.add_argument("beamline")
     p.add_argument("--config", default=None)
+    p.add_argument("--labels", nargs="+", default=None, help="only entries with one of these labels")
 
     p = sub.add_parser("check", help="load, connect and print the status table")
     p.add_argument("beamline")
     p.add_argument("--config", default=None)
+    p.add_argument("--labels", nargs="+", default=None, help="load only entries with these labels")
+    p.add_argument("--session", action="store_true", help="also start the session (RunEngine, catalog)")
+    p.add_argument("--timeout", type=float, default=None, help="connection timeout, seconds")
 
     p = sub.add_parser("shell", help="IPython with the beamline session")
     p.add_argument("beamline")

@@ -1,0 +1,59 @@
+"""What every simulated plugin does with an incoming frame (NDPluginDriver).
+
+Checks EnableCallbacks and NDArrayPort, counts the array, publishes its shape
+(ArraySize0/1/2_RBV, NDimensions, DataType, ColorMode, UniqueId, TimeStamp), then
+hands it to the plugin's own :meth:`PluginPort.process`.
+"""
+from __future__ import annotations
+
+import time
+
+from .frames import EPICS_EPOCH, Frame
+from .params import Param, ParamGroup
+
+
+class PluginPort:
+    """Base of ``image1:`` and ``HDF1:``; subclasses implement :meth:`process`."""
+
+    def __init__(self, prefix: str, params: list[Param]):
+        self.params = ParamGroup(prefix, params)
+        self.pvdb = self.params.pvdb
+        self._last_time: float | None = None
+
+    def accepts(self, port: str) -> bool:
+        p = self.params
+        return p.get("EnableCallbacks") == "Enable" and p.get("NDArrayPort") == port
+
+    async def receive(self, frame: Frame) -> None:
+        started = time.perf_counter()
+        await self._describe(frame)
+        await self.process(frame)
+        await self.params.set("ExecutionTime_RBV", round((time.perf_counter() - started) * 1e3, 3))
+
+    async def _describe(self, frame: Frame) -> None:
+        p, ts = self.params, frame.timestamp
+        await p.set("ArrayCounter", p.get("ArrayCounter") + 1, timestamp=ts)
+        await p.set("UniqueId_RBV", frame.unique_id, timestamp=ts)
+        await p.set("TimeStamp_RBV", ts - EPICS_EPOCH, timestamp=ts)
+        await p.set("EpicsTSSec_RBV", int(ts - EPICS_EPOCH), timestamp=ts)
+        await p.set("EpicsTSNsec_RBV", int((ts % 1) * 1e9), timestamp=ts)
+        await p.set("ArraySize0", frame.size_x)
+        await p.set("ArraySize1", frame.size_y)
+        await p.set("ArraySize2", 0)
+        await p.set("ArraySizeX_RBV", frame.size_x)
+        await p.set("ArraySizeY_RBV", frame.size_y)
+        await p.set("ArraySize_RBV", frame.data.nbytes)
+        await p.set("NDimensions", 2)
+        await p.set("Dimensions", [frame.size_x, frame.size_y] + [0] * 8)
+        await p.set("DataType", frame.data_type)
+        await p.set("ColorMode", "Mono")
+        if self._last_time is not None and ts > self._last_time:
+            await p.set("ArrayRate_RBV", round(1.0 / (ts - self._last_time), 2))
+        self._last_time = ts
+
+    async def process(self, frame: Frame) -> None:
+        """The plugin's own work on one frame."""
+        raise NotImplementedError
+
+    async def idle(self) -> None:
+        """Nothing queued by default."""

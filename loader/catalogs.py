@@ -1,0 +1,93 @@
+"""Databroker catalogs declared as intake YAML in ``catalogs/``.
+
+``databroker.catalog`` is built when databroker is imported, from the
+``intake.catalogs`` entry points among others.  This project declares
+``training = loader.catalogs:training``; intake resolves it with ``getattr`` on
+this module each time ``databroker.catalog["training"]`` is looked up, and the
+module-level ``__getattr__`` below answers with the catalog for the *current*
+data directory: the one the running session uses (:func:`use_data_dir`), else
+``$BEAMLINE_DATA_DIR``, else ``./data``.  So the same name works in the session,
+in a fresh ``python`` and in a Jupyter kernel.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalogs"
+DATA_DIR_ENV = "BEAMLINE_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
+RUNS_SUBDIR = "catalog"          # <data_dir>/catalog/<uid>.msgpack
+
+_session_dirs: dict[str, Path] = {}
+_cache: dict[tuple[str, str], Any] = {}
+_lock = threading.Lock()
+
+
+class CatalogNotFound(KeyError):
+    """No YAML file in ``catalogs/`` declares a source of that name."""
+
+
+def declared_sources(catalog_dir: Path = CATALOG_DIR) -> dict[str, Path]:
+    """Source name -> the YAML file declaring it, for every ``catalogs/*.yml``."""
+    import yaml
+    found: dict[str, Path] = {}
+    for path in sorted(catalog_dir.glob("*.yml")):
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+        for name in (doc.get("sources") or {}):
+            found.setdefault(name, path)
+    return found
+
+
+def use_data_dir(data_dir: str | os.PathLike, name: str = "training") -> Path:
+    """Point catalog ``name`` at ``data_dir`` for this process (the session calls this)."""
+    path = Path(data_dir).expanduser().resolve()
+    _session_dirs[name] = path
+    return path
+
+
+def data_dir(name: str = "training") -> Path:
+    """Where catalog ``name`` keeps its runs now."""
+    if name in _session_dirs:
+        return _session_dirs[name]
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser().resolve()
+
+
+def runs_directory(data_dir: str | os.PathLike) -> Path:
+    """The directory the file-backed catalog reads (and the catalog writer writes)."""
+    return Path(data_dir) / RUNS_SUBDIR
+
+
+def open_catalog(name: str = "training", data_dir_: str | os.PathLike | None = None):
+    """The databroker catalog ``name``, as declared in ``catalogs/``.
+
+    File-backed sources get ``data_dir`` (default :func:`data_dir`); one catalog
+    object per (name, directory) is kept, so repeated look-ups do not re-read
+    every run file.
+    """
+    import intake
+    sources = declared_sources()
+    if name not in sources:
+        raise CatalogNotFound(f"no catalog {name!r} in {CATALOG_DIR} (found: {sorted(sources)})")
+    directory = Path(data_dir_).expanduser().resolve() if data_dir_ else data_dir(name)
+    key = (name, str(directory))
+    with _lock:
+        if key not in _cache:
+            entry = intake.open_catalog(str(sources[name])).walk(depth=1)[name]
+            parameters = {p["name"] for p in entry.describe().get("user_parameters", [])}
+            kwargs = {"data_dir": str(directory)} if "data_dir" in parameters else {}
+            _cache[key] = entry(**kwargs)
+        return _cache[key]
+
+
+def __getattr__(name: str):
+    """Entry-point look-up (``loader.catalogs:training``): the catalog for the current directory."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    try:
+        return open_catalog(name)
+    except CatalogNotFound:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

@@ -1,0 +1,72 @@
+"""``beamline shell <beamline>``: IPython with the beamline session.
+
+The namespace holds every device, the plans, ``RE``, ``cat``, ``bl`` and the
+usual ``bp``/``bps``/``bpp``; bluesky's magics (``%ct``, ``%wa``, ``%mov``,
+``%movr``) work on the devices' labels (``%ct scalers`` counts ``scaler1`` and
+prints its named channels); IPython's console log goes to ``<logs>/``.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+BANNER = """\
+Beamline {name!r}: {n} devices, {p} plans, catalog {cat!r} ({runs} runs).
+  %wa motor          where are the motors      %ct scalers      count the scaler
+  %mov m1 0.5        move                      RE(bp.count([noisy]))
+  bl.plans           the plans                 cat[-1].primary.read()
+"""
+
+
+def build_namespace(bl) -> dict[str, Any]:
+    """What the user can type: devices, plans, RE, cat, bl and the bluesky modules."""
+    import bluesky.plan_stubs as bps
+    import bluesky.plans as bp
+    import bluesky.preprocessors as bpp
+    import databroker
+    ns: dict[str, Any] = {"bp": bp, "bps": bps, "bpp": bpp, "databroker": databroker}
+    ns.update(dict(getattr(bl, "plans", {}) or {}))
+    ns.update(_devices_of(bl))
+    ns.update({"bl": bl, "RE": bl.RE, "cat": bl.cat, "callbacks": bl.callbacks})
+    if hasattr(bl, "findpv"):
+        ns["findpv"] = bl.findpv
+    return ns
+
+
+def _devices_of(bl) -> dict[str, Any]:
+    """name -> object: the devices and what their setup exported (``I0``, ``diode``, ...)."""
+    return {name: bl[name] for name in bl}
+
+
+def configure_shell(shell, bl) -> None:
+    """Register bluesky's magics and start the IPython console log in ``bl.paths['logs']``."""
+    from bluesky.magics import BlueskyMagics
+    from bluesky.utils import ProgressBarManager
+
+    from loader.logging_setup import start_console_log
+
+    shell.register_magics(BlueskyMagics)
+    bl.RE.waiting_hook = ProgressBarManager()
+    start_console_log(shell, bl.paths["logs"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from IPython import start_ipython
+    from traitlets.config import Config
+
+    from loader import load_beamline
+
+    bl = load_beamline(args.beamline, config=args.config)
+    ns = build_namespace(bl)
+    ns["_beamline_session_"] = bl
+    cfg = Config()
+    cfg.TerminalIPythonApp.display_banner = True
+    cfg.TerminalInteractiveShell.banner2 = BANNER.format(
+        name=args.beamline, n=len(_devices_of(bl)), p=len(bl.plans),
+        cat=getattr(bl.cat, "name", "?"), runs=len(list(bl.cat)))
+    cfg.InteractiveShellApp.exec_lines = [
+        "from loader.commands.shell import configure_shell as _configure_shell",
+        "_configure_shell(get_ipython(), _beamline_session_); del _configure_shell",
+    ]
+    start_ipython(argv=[], user_ns=ns, config=cfg)
+    return 0

@@ -1,0 +1,82 @@
+"""Connect every device of a load under one bounded wait.
+
+ophyd starts the Channel Access searches when signals are created, so the
+searches of all devices run at the same time; here all devices are watched
+against a single deadline.  "Connected" is ophyd's own notion (every signal it
+creates eagerly, plus its required first updates): lazy signals -- only the
+areaDetector plugins' hundreds of PVs in this beamline -- connect on first use,
+as ophyd intends (creating them all up front costs ~18 s for ``adsimdet``,
+mostly 1 MB image-array reads).
+A dead device costs at most one timeout in total, never one per device.
+(Issue 7 makes the metadata fetching behind ``connected`` faster; keep this
+module's one function as the place to do it.)
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+POLL_INTERVAL = 0.02
+
+
+def _signals_of(obj) -> list:
+    from ophyd import Device
+    if isinstance(obj, Device):
+        return [walk.item for walk in obj.walk_signals(include_lazy=False)]
+    return [obj] if hasattr(obj, "connected") else []
+
+
+def _pending_of(obj) -> list[dict]:
+    from ophyd import Device
+    if not isinstance(obj, Device):
+        return []
+    funcs = [getattr(dev, "_required_for_connection", {}) for _, dev in obj.walk_subdevices(include_lazy=False)]
+    return funcs + [obj._required_for_connection]
+
+
+def _is_ready(signals: list, pending: list[dict]) -> bool:
+    return all(sig.connected for sig in signals) and not any(pending)
+
+
+def _unconnected_reason(name: str, signals: list, pending: list[dict]) -> str:
+    missing = [getattr(sig, "pvname", None) or sig.name for sig in signals if not sig.connected]
+    parts = []
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        parts.append(f"{len(missing)} of {len(signals)} PVs not connected ({shown})")
+    if any(pending):
+        parts.append("waiting for the first monitor updates")
+    return "; ".join(parts) or "not connected"
+
+
+def connect_all(devices: Mapping[str, Any], timeout: float,
+                times: dict[str, float] | None = None) -> dict[str, str | None]:
+    """Wait (at most ``timeout`` s overall) for all ``devices`` to connect.
+
+    Returns name -> ``None`` (connected) or the reason it did not.  When ``times``
+    is given it receives name -> seconds until that device was connected.
+    """
+    t0 = time.monotonic()
+    watched = {}
+    result: dict[str, str | None] = {}
+    for name, obj in devices.items():
+        try:
+            watched[name] = (_signals_of(obj), _pending_of(obj))
+        except Exception as exc:
+            result[name] = f"{type(exc).__name__}: {exc}"
+    deadline = t0 + timeout
+    waiting = dict(watched)
+    while waiting:
+        for name in [n for n, (sigs, pend) in waiting.items() if _is_ready(sigs, pend)]:
+            result[name] = None
+            if times is not None:
+                times[name] = time.monotonic() - t0
+            del waiting[name]
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL)   # bounded polling, as ophyd's own wait_for_connection does
+    for name, (sigs, pend) in waiting.items():
+        result[name] = f"connection timed out after {timeout:g} s: {_unconnected_reason(name, sigs, pend)}"
+        if times is not None:
+            times[name] = time.monotonic() - t0
+    return {name: result[name] for name in devices}

@@ -1,0 +1,57 @@
+"""The simulated temperature controller on a swait record (``gp:userCalc8``), as a positioner.
+
+The swait record walks its readback (``.VAL``) towards the setpoint (``.B``) by at
+most ``.D`` per scan, with noise ``.C``.  A move is done when the readback is
+within ``.E`` (tolerance) of the setpoint, so ``temperature`` works both as a
+detector and, in plans, like a motor.
+"""
+from __future__ import annotations
+
+from ophyd import Component, EpicsSignal, PVPositioner, Signal
+
+
+class SwaitTemperature(PVPositioner):
+    """Temperature positioner: setpoint ``.B``, readback ``.VAL``, done within ``.E``."""
+
+    readback = Component(EpicsSignal, ".VAL", kind="hinted")
+    setpoint = Component(EpicsSignal, ".B", kind="hinted")
+    done = Component(Signal, value=True, kind="omitted")
+    done_value = True
+
+    calculation = Component(EpicsSignal, ".CALC", kind="config")
+    description = Component(EpicsSignal, ".DESC", kind="config")
+    max_change = Component(EpicsSignal, ".D", kind="config")
+    noise = Component(EpicsSignal, ".C", kind="config")
+    previous_value_pv = Component(EpicsSignal, ".INAN", kind="config", string=True)
+    scanning_rate = Component(EpicsSignal, ".SCAN", kind="config", string=True)
+    tolerance = Component(EpicsSignal, ".E", kind="config")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.readback.name = self.name          # the reading is called "temperature"
+        self._target = None      # the setpoint last commanded (monitors may lag behind)
+        self.readback.subscribe(self._update_done, run=False)
+        self.setpoint.subscribe(self._setpoint_changed, run=False)
+
+    @property
+    def inposition(self) -> bool:
+        """True when the readback is within tolerance of the setpoint."""
+        target = self.setpoint.get() if self._target is None else self._target
+        return abs(self.readback.get() - target) <= self.tolerance.get()
+
+    def _setpoint_changed(self, value=None, **kwargs) -> None:
+        self._target = value
+        self._update_done()
+
+    def _update_done(self, *args, **kwargs) -> None:
+        try:
+            in_position = self.inposition
+        except Exception:        # not connected yet
+            return
+        if in_position != self.done.get():
+            self.done.put(in_position)
+
+    def _setup_move(self, position) -> None:
+        self._target = position
+        self.done.put(False)     # a move always goes not-done -> done, even when already there
+        super()._setup_move(position)

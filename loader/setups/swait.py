@@ -1,0 +1,132 @@
+"""swait (userCalc) setup actions: enable the calcs, the ``noisy`` Lorentzian
+peak on a motor, and the ``temperature`` controller simulation.
+
+They act on the swait record behind their device (``gp:userCalc1`` behind
+``noisy``), through apstools' ``UserCalcN``: the YAML names PVs and numbers only.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ._common import NUMBER_OR_RANDOM, PUT_TIMEOUT, number, put
+
+CONNECT_TIMEOUT = 5.0
+TEMPERATURE_CALC = "A+max(-D,min(D,(B-A)))+C*(RNDM-0.5)"
+SCAN_RATES = ["Passive", "Event", "I/O Intr", "10 second", "5 second", "2 second",
+              "1 second", ".5 second", ".2 second", ".1 second"]
+
+
+def _record_prefix(device, record: str | None) -> str:
+    """The swait record behind ``device``: ``record`` if given, else from its PV."""
+    if record:
+        return record
+    pv = getattr(device, "pvname", None) or getattr(device, "prefix", "")
+    return pv.split(".")[0]
+
+
+def _connected_swait(prefix: str, name: str, timeout: float = CONNECT_TIMEOUT):
+    from apstools.synApps import UserCalcN
+    swait = UserCalcN(prefix, name=name)
+    swait.wait_for_connection(timeout=timeout)
+    return swait
+
+
+# -- enable_calcs -------------------------------------------------------------
+
+def enable_calcs(device, enable: bool = True, each: bool = True) -> None:
+    """Enable (or disable) a UserCalcsDevice / UserCalcoutDevice and each of its records."""
+    value = 1 if enable else 0
+    put(device.enable, value)
+    if each:
+        for attr in device.component_names:
+            record = getattr(device, attr)
+            if hasattr(record, "enable") and record is not device.enable:
+                put(record.enable, value)
+
+
+enable_calcs.options_schema = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"enable": {"type": "boolean"},
+                   "each": {"type": "boolean", "description": "also each record's own Enable PV"}},
+}
+
+
+# -- lorentzian_swait ---------------------------------------------------------
+
+def lorentzian_swait(device, reference: str, center: Any = 0, width: Any = 1, scale: Any = 1,
+                     noise: Any = 0.05, record: str | None = None, seed: int | None = None) -> dict:
+    """A noisy Lorentzian of the PV ``reference`` (e.g. ``gp:m1.RBV``), computed by the
+    swait record behind ``device`` and processed whenever the reference changes.
+    Numbers may be ``{uniform: [lo, hi]}``: drawn at random each load (as the
+    training instrument does).  Returns nothing to export; logs the values used."""
+    import logging
+
+    from apstools.synApps import setup_lorentzian_swait
+    from ophyd import EpicsSignalRO
+
+    rng = random.Random(seed)
+    values = {k: number(v, rng) for k, v in
+              dict(center=center, width=width, scale=scale, noise=noise).items()}
+    swait = _connected_swait(_record_prefix(device, record), f"{device.name}_swait")
+    try:
+        put(swait.enable, 1)
+        ref = EpicsSignalRO(reference, name=f"{device.name}_reference")   # apstools uses its pvname
+        setup_lorentzian_swait(swait, ref, **values)
+        swait.scanning_rate.get(use_monitor=False)   # round trip: the puts above have been taken
+        ref.destroy()
+    finally:
+        swait.destroy()
+    logging.getLogger(__name__).info("%s: Lorentzian of %s with %s", device.name, reference,
+                                     ", ".join(f"{k}={v:.6g}" for k, v in values.items()))
+    return {}
+
+
+lorentzian_swait.options_schema = {
+    "type": "object", "additionalProperties": False, "required": ["reference"],
+    "properties": {
+        "reference": {"type": "string", "pattern": "^[^\\s]+$", "description": "PV the peak is a function of, e.g. gp:m1.RBV"},
+        "center": NUMBER_OR_RANDOM, "width": NUMBER_OR_RANDOM,
+        "scale": NUMBER_OR_RANDOM, "noise": NUMBER_OR_RANDOM,
+        "record": {"type": "string", "description": "swait record (default: the device's own PV)"},
+        "seed": {"type": "integer", "description": "fix the random draws"},
+    },
+}
+
+
+# -- temperature_swait --------------------------------------------------------
+
+def temperature_swait(device, setpoint: float = 25, noise: float = 1, max_change: float = 2,
+                      tolerance: float = 1, scan: str = "2 second", record: str | None = None) -> None:
+    """The swait record behind ``device`` as a temperature controller: every ``scan``
+    period the readback (VAL) moves towards the setpoint (B) by at most
+    ``max_change`` (D), plus ``noise`` (C); ``tolerance`` (E) says when it is there."""
+    prefix = _record_prefix(device, record)
+    swait = _connected_swait(prefix, f"{device.name}_swait")
+    try:
+        swait.reset()
+        swait.description.put("temperature")
+        swait.channels.A.input_pv.put(f"{prefix}.VAL")    # the previous value
+        swait.channels.B.input_value.put(float(setpoint))
+        swait.channels.C.input_value.put(float(noise))
+        swait.channels.D.input_value.put(float(max_change))
+        swait.channels.E.input_value.put(float(tolerance))
+        put(swait.calculation, TEMPERATURE_CALC)
+        put(swait.scanning_rate, scan)
+    finally:
+        swait.destroy()
+    tol = getattr(device, "tolerance", None)
+    if tol is not None and not hasattr(tol, "pvname"):   # a soft tolerance signal on the positioner
+        tol.put(float(tolerance))
+
+
+temperature_swait.options_schema = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "setpoint": {"type": "number"}, "noise": {"type": "number", "minimum": 0},
+        "max_change": {"type": "number", "exclusiveMinimum": 0},
+        "tolerance": {"type": "number", "exclusiveMinimum": 0},
+        "scan": {"enum": SCAN_RATES, "description": "an EPICS SCAN rate"},
+        "record": {"type": "string"},
+    },
+}

@@ -1,0 +1,97 @@
+"""The ``training`` databroker catalog: declared in catalogs/training.yml, found
+through the intake.catalogs entry point, written by the session, read back equal."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from bluesky import plans as bp
+
+from loader import catalogs
+from session_support import data_directory, event_column, load_training, measured
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def session(gp_ioc_process, ad_ioc_process, tmp_path_factory):
+    with data_directory(tmp_path_factory.mktemp("catalog") / "data"):
+        yield load_training()
+
+
+def test_scan_read_back_through_databroker_catalog(session):
+    import databroker
+    bl = session
+    docs, token = measured(bl.RE)
+    try:
+        uid, = bl.RE(bp.scan([bl["noisy"], bl["scaler1"]], bl["m1"], -1, 1, 7))
+    finally:
+        bl.RE.unsubscribe(token)
+    cat = databroker.catalog["training"]
+    assert uid in cat
+    data = cat[uid].primary.read()
+    assert list(data["noisy"].values) == event_column(docs, "noisy")
+    assert list(data["m1"].values) == event_column(docs, "m1")
+    assert list(data["I0"].values) == event_column(docs, "I0")     # named scaler channel
+    assert cat[uid].metadata["start"]["uid"] == uid
+    # v1 works too
+    header = cat.v1[uid]
+    assert list(header.table()["noisy"]) == event_column(docs, "noisy")
+
+
+def test_adsimdet_frame_comes_back_as_array(session):
+    import databroker
+    bl = session
+    uid, = bl.RE(bp.count([bl["adsimdet"]]))
+    run = databroker.catalog["training"][uid]
+    data = run.primary.read()
+    images = [k for k in data.data_vars if data[k].ndim >= 3]
+    assert images, list(data.data_vars)
+    frame = data[images[0]][0]                  # the one event: one frame, as in the HDF5 file
+    assert frame.shape == (1, 1024, 1024)
+    assert np.asarray(frame).max() > 0
+    resources = [doc for name, doc in run.documents(fill="no") if name == "resource"]
+    assert resources and resources[0]["spec"] == "AD_HDF5"
+
+
+def test_runs_are_published_whole(session):
+    staging = catalogs.runs_directory(session.paths["data"]) / ".incomplete"
+    session.RE(bp.count([session["noisy"]]))
+    assert not list(staging.glob("*.msgpack"))
+    finished = list(catalogs.runs_directory(session.paths["data"]).glob("*.msgpack"))
+    assert len(finished) == len(list(session.cat))
+
+
+def test_catalog_seen_by_a_fresh_process(session):
+    n = len(list(session.cat))
+    assert n > 0
+    env = dict(os.environ, BEAMLINE_DATA_DIR=str(session.paths["data"]))
+    code = "import databroker; print(len(list(databroker.catalog['training'])))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) == n
+
+
+def test_catalog_yaml_declares_file_and_mongo_forms():
+    doc = yaml.safe_load((catalogs.CATALOG_DIR / "training.yml").read_text())
+    sources = doc["sources"]
+    assert sources["training"]["driver"] == "bluesky-msgpack-catalog"
+    assert sources["training"]["args"]["handler_registry"]["AD_HDF5"].startswith("area_detector_handlers")
+    mongo = sources["training_mongo"]
+    assert mongo["driver"] == "bluesky-mongo-normalized-catalog"
+    assert mongo["args"]["metadatastore_db"].startswith("mongodb://")
+
+
+def test_open_catalog_follows_the_data_directory(tmp_path):
+    a = catalogs.open_catalog("training", tmp_path / "a")
+    b = catalogs.open_catalog("training", tmp_path / "b")
+    assert a is not b
+    assert a.paths[0].startswith(str(tmp_path / "a"))
+    assert catalogs.open_catalog("training", tmp_path / "a") is a
+    with pytest.raises(catalogs.CatalogNotFound):
+        catalogs.open_catalog("no_such_catalog")

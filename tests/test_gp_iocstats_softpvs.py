@@ -1,0 +1,75 @@
+"""IOC statistics and the xxx general-purpose soft PVs of the ``gp:`` IOC, over real Channel Access."""
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from apstools.synApps import IocStatsDevice
+from ophyd import EpicsSignal
+
+from ca_helpers import declared_pvs, unconnected, wait_for
+
+PREFIX = "gp:"
+
+
+def device_pvs(device) -> set[str]:
+    """PVs of every signal of ``device`` (``declared_pvs`` applied signal by signal)."""
+    return set().union(*(declared_pvs(walk.item) for walk in device.walk_signals()))
+
+
+@pytest.fixture
+def gp_stats(gp_ioc):
+    stats = IocStatsDevice(PREFIX, name="gp_stats")
+    stats.wait_for_connection(timeout=10)
+    return stats
+
+
+def test_every_iocstats_pv_connects(gp_ioc):
+    pvs = device_pvs(IocStatsDevice(PREFIX, name="gp_stats"))
+    assert {f"{PREFIX}iso8601", f"{PREFIX}:UPTIME"} <= pvs
+    assert unconnected(pvs | {f"{PREFIX}UPTIME"}, timeout=10) == []
+
+
+def test_iocstats_values_are_live(gp_stats):
+    now = datetime.datetime.now().astimezone()
+    stamp = datetime.datetime.fromisoformat(gp_stats.iso8601.get(use_monitor=False))
+    assert abs((stamp - now).total_seconds()) < 5
+    assert gp_stats.uptime.get(use_monitor=False).startswith("0 days, ")
+    beat = gp_stats.heartbeat.get(use_monitor=False)
+    wait_for(lambda: gp_stats.heartbeat.get(use_monitor=False) > beat, timeout=5,
+             message="HEARTBEAT to advance")
+    assert gp_stats.cpu_count.get() >= 1
+    assert 0 < gp_stats.memory_used.get() < gp_stats.memory_max.get()
+    assert 0 < gp_stats.memory_used_percentage.get() < 100
+    assert gp_stats.access.get() == "Running"
+    assert gp_stats.host_name.get()
+    assert gp_stats.file_descriptors_free.get() > 0
+    assert gp_stats.ca_client_count.get(use_monitor=False) >= 1   # this test process
+
+
+@pytest.mark.parametrize("kind, value, dtype", [
+    ("float", 1.25, "number"),
+    ("int", 42, "integer"),
+    ("text", "hello", "string"),
+    ("bit", 1, "integer"),
+])
+def test_soft_pv_types_and_values(gp_ioc, kind, value, dtype):
+    names = [f"{PREFIX}gp:{kind}{n}" for n in range(1, 21)]
+    assert unconnected(names, timeout=10) == []
+    signal = EpicsSignal(names[-1], name=f"{kind}20")
+    signal.wait_for_connection(timeout=10)
+    description = signal.describe()[signal.name]
+    assert description["dtype"] == dtype
+    if kind == "bit":
+        assert tuple(description["enum_strs"]) == ("off", "on")
+    signal.put(value, wait=True)
+    assert signal.get(use_monitor=False) == value
+    if kind == "bit":
+        assert signal.get(as_string=True, use_monitor=False) == "on"
+
+
+def test_float_record_fields(gp_ioc):
+    egu = EpicsSignal(f"{PREFIX}gp:float1.EGU", name="egu", string=True)
+    egu.wait_for_connection(timeout=10)
+    egu.put("mm", wait=True)
+    assert egu.get(use_monitor=False) == "mm"

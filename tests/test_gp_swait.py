@@ -1,0 +1,176 @@
+"""swait records of the simulated gp: IOC, over real Channel Access."""
+import epics
+import numpy as np
+import pytest
+from apstools.synApps import SwaitRecord, UserCalcsDevice, setup_lorentzian_swait
+from ophyd import EpicsMotor, EpicsSignal
+
+from ca_helpers import unconnected, wait_for
+
+from loader.devices.temperature import SwaitTemperature
+
+
+def pv_names(device) -> set:
+    """PVs an ophyd device declares (ophyd 1.11's walk_signals yields 3-tuples)."""
+    names = set()
+    for walk in device.walk_signals(include_lazy=True):
+        for attr in ("pvname", "setpoint_pvname"):
+            if getattr(walk.item, attr, None):
+                names.add(getattr(walk.item, attr))
+    return names
+
+
+def test_every_declared_pv_connects(gp_ioc):
+    names = pv_names(UserCalcsDevice("gp:", name="calcs")) | pv_names(
+        SwaitRecord("gp:userCalc1", name="calc1"))
+    assert len(names) > 400
+    assert unconnected(names, timeout=15) == []
+
+
+def test_types_and_menus_are_the_records(gp_ioc):
+    calc = SwaitRecord("gp:userCalc2", name="calc2")
+    calc.wait_for_connection(timeout=10)
+    assert calc.scanning_rate.enum_strs == ("Passive", "Event", "I/O Intr", "10 second",
+                                            "5 second", "2 second", "1 second", ".5 second",
+                                            ".2 second", ".1 second")
+    assert calc.channels.A.input_trigger.enum_strs == ("No", "Yes")
+    assert calc.output_execute_option.enum_strs[0] == "Every Time"
+    assert calc.output_data_option.enum_strs == ("Use VAL", "Use DOL")
+    enable = EpicsSignal("gp:userCalcEnable", name="enable")
+    assert enable.get(as_string=True) == "Enable"
+    assert enable.enum_strs == ("Disable", "Enable")
+
+
+def test_passive_record_computes_when_an_input_is_written(gp_ioc):
+    calc = SwaitRecord("gp:userCalc3", name="calc3")
+    calc.wait_for_connection(timeout=10)
+    calc.reset()
+    calc.calculation.put("A+max(B,2)^2", wait=True)
+    calc.channels.A.input_value.put(1, wait=True)
+    calc.channels.B.input_value.put(3, wait=True)
+    wait_for(lambda: calc.calculated_value.get() == 10.0, timeout=5, message="VAL = 1+3^2")
+
+
+def test_disabled_record_does_not_process(gp_ioc):
+    calc = SwaitRecord("gp:userCalc4", name="calc4")
+    enable = EpicsSignal("gp:userCalc4Enable", name="enable4")
+    calc.wait_for_connection(timeout=10)
+    calc.reset()
+    calc.calculation.put("A", wait=True)
+    enable.put("Disable", wait=True)
+    try:
+        calc.channels.A.input_value.put(7, wait=True)
+        calc.process_record.put(1, wait=True)
+        assert calc.calculated_value.get(use_monitor=False) == 0
+    finally:
+        enable.put("Enable", wait=True)
+    calc.process_record.put(1, wait=True)
+    wait_for(lambda: calc.calculated_value.get() == 7, timeout=5, message="enabled again")
+
+
+def test_input_link_to_a_missing_pv_reports_its_status_and_never_blocks(gp_ioc):
+    calc = SwaitRecord("gp:userCalc5", name="calc5")
+    calc.wait_for_connection(timeout=10)
+    calc.reset()
+    calc.channels.A.input_pv.put("nowhere:at:all", wait=True)
+    status = EpicsSignal("gp:userCalc5.INAV", name="inav", string=True)
+    wait_for(lambda: status.get() == "PV BAD", timeout=5, message="INAV PV BAD")
+    calc.calculation.put("B*2", wait=True)
+    calc.channels.B.input_value.put(4, wait=True)
+    wait_for(lambda: calc.calculated_value.get() == 8, timeout=5, message="still processing")
+    calc.channels.A.input_pv.put("", wait=True)
+    wait_for(lambda: status.get() == "No PV", timeout=5, message="INAV No PV")
+
+
+def test_output_link_writes_another_record(gp_ioc):
+    source = SwaitRecord("gp:userCalc6", name="calc6")
+    target = SwaitRecord("gp:userCalc7", name="calc7")
+    for record in (source, target):
+        record.wait_for_connection(timeout=10)
+        record.reset()
+    source.calculation.put("A*3", wait=True)
+    source.output_link_pv.put("gp:userCalc7.J", wait=True)
+    outv = EpicsSignal("gp:userCalc6.OUTV", name="outv", string=True)
+    wait_for(lambda: outv.get() == "PV OK", timeout=5, message="OUTN connected")
+    source.channels.A.input_value.put(5, wait=True)
+    wait_for(lambda: target.channels.J.input_value.get() == 15, timeout=5, message="J = 15")
+
+
+@pytest.fixture
+def temperature(gp_ioc):
+    temperature = SwaitTemperature("gp:userCalc8", name="temperature")
+    temperature.wait_for_connection(timeout=10)
+    loop = SwaitRecord("gp:userCalc8", name="loop")
+    loop.wait_for_connection(timeout=10)
+    loop.reset()
+    loop.scanning_rate.put("Passive", wait=True)
+    loop.channels.A.input_value.put(20, wait=True)
+    loop.channels.A.input_pv.put("gp:userCalc8.VAL", wait=True)
+    loop.channels.B.input_value.put(20, wait=True)
+    loop.channels.C.input_value.put(0.1, wait=True)     # noise
+    loop.channels.D.input_value.put(1.0, wait=True)     # max change per update
+    loop.channels.E.input_value.put(0.2, wait=True)     # tolerance
+    loop.calculated_value.put(20, wait=True)
+    wait_for(lambda: loop.channels.A.input_value.get() == 20, timeout=5, message="A follows VAL")
+    loop.calculation.put("A+max(-D,min(D,(B-A)))+C*(RNDM-0.5)", wait=True)
+    loop.scanning_rate.put(".1 second", wait=True)
+    yield temperature
+    loop.scanning_rate.put("Passive", wait=True)
+
+
+def test_temperature_walks_to_setpoint_at_most_d_per_update(temperature):
+    wait_for(lambda: abs(temperature.readback.get() - 20) < 0.1, timeout=5, message="at 20")
+    readings = []
+    temperature.readback.subscribe(lambda value, **kw: readings.append(value), run=False)
+    wait_for(lambda: len(readings) > 5, timeout=5, message="scan updates")
+    assert all(abs(v - 20) < 0.1 for v in readings[-3:]), (readings, [epics.caget("gp:userCalc8." + f, as_string=True) for f in ("VAL", "CALC", "A", "B", "C", "D", "SCAN", "INAN")])
+    del readings[:]
+    start = temperature.readback.get()
+    status = temperature.move(25, wait=False, timeout=30)
+    status.wait(30)
+    assert status.success
+    assert temperature.done.get() is True
+    assert abs(temperature.readback.get() - 25) <= temperature.tolerance.get()
+    steps = np.diff([start] + readings)
+    assert len(readings) >= 4                      # 5 degrees at <= 1 + noise per update
+    assert np.all(np.abs(steps) <= 1.0 + 0.1 / 2 + 1e-9)
+    # it settles: later updates stay within tolerance + noise of the setpoint
+    n = len(readings)
+    wait_for(lambda: len(readings) >= n + 5, timeout=5, message="more updates")
+    assert all(abs(v - 25) <= 0.2 + 0.05 for v in readings[n:])
+
+
+def test_temperature_configuration_matches_the_training_instrument(temperature):
+    assert temperature.readback.name == "temperature"
+    assert set(temperature.configuration_attrs) >= {
+        "calculation", "description", "max_change", "noise", "previous_value_pv",
+        "scanning_rate", "tolerance"}
+    assert temperature.previous_value_pv.get() == "gp:userCalc8.VAL"
+    assert temperature.scanning_rate.get() == ".1 second"
+
+
+def test_noisy_follows_m1_as_a_lorentzian(gp_ioc):
+    m1 = EpicsMotor("gp:m1", name="m1")
+    noisy = SwaitRecord("gp:userCalc1", name="noisy")
+    m1.wait_for_connection(timeout=10)
+    noisy.wait_for_connection(timeout=10)
+    center, width, scale = 1.0, 0.2, 1000.0
+    setup_lorentzian_swait(noisy, m1.user_readback, center=center, width=width, scale=scale,
+                           noise=0.05)
+    inav = EpicsSignal("gp:userCalc1.INAV", name="inav", string=True)
+    wait_for(lambda: inav.get() == "PV OK", timeout=10, message="INAN connected to m1")
+    assert noisy.scanning_rate.get(as_string=True) == "I/O Intr"
+
+    def value_at(position):
+        m1.move(position, wait=True, timeout=60)
+        wait_for(lambda: abs(noisy.channels.A.input_value.get() - m1.user_readback.get()) < 1e-6,
+                 timeout=5, message="A follows m1.RBV")
+        return noisy.calculated_value.get()
+
+    peak = value_at(center)
+    half = value_at(center + width)
+    far = value_at(center + 10 * width)
+    assert 0.95 * scale <= peak <= 1.0 * scale
+    assert 0.95 * scale / 2 <= half <= 1.0 * scale / 2
+    assert far < 0.02 * scale
+    noisy.scanning_rate.put("Passive", wait=True)

@@ -1,0 +1,205 @@
+"""load_beamline against the simulated IOCs: everything connected and set up,
+reload picks up JSON edits, failures are listed (or raised with strict=True)."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import epics
+import pytest
+import yaml
+
+from ca_helpers import wait_for
+from loader import load_beamline
+from loader.beamline import READY, BeamlineLoadError
+from loader.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANNELS = {1: "timebase", 2: "I0", 3: "scint", 4: "diode", 5: "I00", 11: "roi1", 12: "roi2"}
+
+
+def copy_config(tmp_path: Path, labels=None) -> tuple[Path, Path]:
+    """training.yml + happi_db.json in tmp_path; optionally loading only ``labels``."""
+    db = tmp_path / "happi_db.json"
+    shutil.copy(ROOT / "happi_db.json", db)
+    config = yaml.safe_load((ROOT / "instrument_config" / "training.yml").read_text())
+    config["happi"] = "happi_db.json"
+    if labels:
+        config["load"] = {"labels": list(labels)}
+    cfg = tmp_path / "training.yml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    return cfg, db
+
+
+def motor_item(name: str, prefix: str, **extra):
+    from loader.containers import BeamlineItem
+    fields = dict(name=name, beamline="training", prefix=prefix, labels=["motor", "positioner"],
+                  device_class="loader.devices.motor.EpicsMotorWithSREV")
+    return BeamlineItem(**{**fields, **extra})
+
+
+@pytest.fixture(scope="module")
+def training(gp_ioc_process, ad_ioc_process, tmp_path_factory):
+    """The whole training beamline, loaded once for this module (no session)."""
+    data = tmp_path_factory.mktemp("beamline_data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BEAMLINE_DATA_DIR", str(data))
+        bl = load_beamline("training", session=False)
+        yield bl
+    for obj in bl.devices.values():
+        getattr(obj, "destroy", lambda: None)()
+
+
+def test_every_device_connected_and_set_up(training):
+    table = training.status()
+    assert [r.name for r in table.failed] == [], str(table)
+    assert len(table) == 24 and all(r.state == READY for r in table)
+    assert "24 of 24 devices ready" in str(table)
+    assert {"validate", "import", "instantiate", "connect", "setup", "total"} <= set(training.timings)
+    print(table)
+
+
+def test_access_by_attribute_key_label_and_iteration(training):
+    assert training.m1 is training["m1"]
+    assert training.labels["motor"] == [training[f"m{i}"] for i in range(1, 17)]
+    assert training.noisy in training.labels["detectors"]
+    assert {"I0", "diode", "timebase"} <= {s.name for s in training.labels["counter"]}
+    names = list(training)
+    assert names.index("m2") < names.index("m10") and "I0" in names
+    with pytest.raises(AttributeError, match="has no device 'm99'"):
+        training.m99
+
+
+def test_scaler_channel_names_on_the_ioc(training):
+    for number, name in CHANNELS.items():
+        assert epics.caget(f"gp:scaler1.NM{number}", timeout=5) == name
+    scaler = training.scaler1
+    selected = {attr.split(".")[0] for attr in scaler.channels.read_attrs}
+    assert selected == {f"chan{n:02d}" for n in CHANNELS}
+    for name in CHANNELS.values():
+        assert training[name].name == name
+        assert {"counter", "channel"} <= training[name]._ophyd_labels_
+    assert training.I0 is scaler.channels.chan02.s
+
+
+def test_scaler_names_already_on_the_ioc_are_kept(training):
+    """Names set by staff on the IOC win unless the YAML says overwrite: true."""
+    from loader.setups.scaler import scaler_channels
+    scaler = training.scaler1
+    scaler.channels.chan06.chname.set("staff").wait(5)
+    try:
+        exported = scaler_channels(scaler, {6: "mine"})
+        assert scaler.channels.chan06.chname.get() == "staff" and "staff" in exported
+        exported = scaler_channels(scaler, {6: "mine"}, overwrite=True)
+        assert epics.caget("gp:scaler1.NM6", timeout=5) == "mine" and "mine" in exported
+    finally:
+        scaler.channels.chan06.chname.set("").wait(5)
+        scaler.select_channels()
+
+
+def test_m1_has_srev_2000(training):
+    assert epics.caget("gp:m1.SREV", timeout=5) == 2000
+    assert training.m1.steps_per_revolution.get(use_monitor=False) == 2000
+
+
+def test_noisy_follows_m1(training):
+    assert epics.caget("gp:userCalc1.INAN", timeout=5) == "gp:m1.RBV"
+    assert "RNDM" in epics.caget("gp:userCalc1.CALC", timeout=5)
+    m1, noisy = training.m1, training.noisy
+    before = noisy.get(use_monitor=False)
+    target = m1.position + 0.05
+    m1.move(target, wait=True, timeout=30)
+    wait_for(lambda: noisy.get(use_monitor=False) != before, timeout=10, message="noisy to update")
+    assert abs(m1.position - target) < 0.002
+
+
+def test_temperature_settles_towards_setpoint(training):
+    assert epics.caget("gp:userCalc8.B", timeout=5) == 25
+    assert epics.caget("gp:userCalc8.SCAN", as_string=True, timeout=5) == "2 second"
+    temperature = training.temperature
+    start = abs(temperature.readback.get(use_monitor=False) - 25)
+
+    def closer_or_there():
+        distance = abs(temperature.readback.get(use_monitor=False) - 25)
+        return distance <= 1.5 or distance < start - 0.5
+    wait_for(closer_or_there, timeout=10, message="temperature moving towards 25")
+
+
+def test_findpv_as_in_the_notebook(training):
+    assert training.findpv("gp:userCalc8.CALC") == {
+        "read": ["calcs.calc8.calculation", "temperature.calculation"],
+        "write": ["calcs.calc8.calculation", "temperature.calculation"]}
+    assert "noisy" in training.findpv("gp:userCalc1.VAL")["read"]
+
+
+def test_area_detector_paths_under_the_data_dir(training, tmp_path_factory):
+    hdf1 = training.adsimdet.hdf1
+    assert hdf1.write_path_template.rstrip("/") == hdf1.read_path_template.rstrip("/")
+    assert hdf1.write_path_template.rstrip("/").endswith("/adsimdet/%Y/%m/%d")
+    assert Path(hdf1.write_path_template.split("%Y")[0]).is_dir()
+
+
+def test_session_and_namespace(gp_ioc, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BEAMLINE_DATA_DIR", str(tmp_path / "data"))
+    cfg, _ = copy_config(tmp_path, labels=["motor"])
+    namespace: dict = {}
+    bl = load_beamline("training", config=cfg, namespace=namespace)
+    assert bl.session_error is None, bl.status()
+    assert namespace["m1"] is bl.m1 and namespace["RE"] is bl.RE and namespace["cat"] is bl.cat
+    assert "scaler1" not in namespace and len(bl.devices) == 16
+
+
+def test_reload_adds_and_removes_entries(gp_ioc, tmp_path):
+    import happi
+    cfg, db = copy_config(tmp_path, labels=["motor"])
+    namespace: dict = {}
+    bl = load_beamline("training", config=cfg, session=False, namespace=namespace)
+    assert len(bl.devices) == 16 and "m5b" not in bl
+
+    client = happi.Client(path=str(db))
+    client.add_item(motor_item("m5b", "gp:m5", documentation="a second name for m5"))
+    changes = bl.reload()
+    assert changes["added"] == ["m5b"]
+    assert bl.m5b.connected and bl.status()[-1] is not None
+    assert namespace["m5b"] is bl.m5b
+    assert bl.m5b.user_readback.get() == pytest.approx(bl.m5.user_readback.get())
+
+    client.remove_item(client.find_item(name="m3"))
+    changes = bl.reload()
+    assert changes["removed"] == ["m3"]
+    assert "m3" not in bl and "m3" not in namespace and not hasattr(bl, "m3")
+    assert len(bl.devices) == 16
+
+
+def test_failures_listed_and_strict_raises(gp_ioc, tmp_path):
+    import happi
+    cfg, db = copy_config(tmp_path, labels=["motor"])
+    client = happi.Client(path=str(db))
+    client.add_item(motor_item("ghost", "gp:nosuchmotor"))                   # nothing serves it
+    client.add_item(motor_item("broken", "gp:m7", kwargs={"name": "{{name}}", "bogus": 1}))
+    client.add_item(motor_item("outsider", "gp:m8", device_class="os.getcwd"))  # not allowed
+    t0 = time.monotonic()
+    bl = load_beamline("training", config=cfg, session=False, timeout=2)
+    elapsed = time.monotonic() - t0
+    rows = {r.name: r for r in bl.status()}
+    assert rows["ghost"].state == "not connected" and "gp:nosuchmotor" in rows["ghost"].reason
+    assert rows["broken"].state == "construction failed" and "bogus" in rows["broken"].reason
+    assert rows["outsider"].state == "invalid entry" and "allowed_modules" in rows["outsider"].reason
+    assert all(rows[f"m{i}"].state == READY for i in range(1, 17))
+    assert not {"ghost", "broken", "outsider"} & set(bl)
+    assert elapsed < 2 + 10, f"one bounded wait, not one per device ({elapsed:.1f} s)"
+    with pytest.raises(BeamlineLoadError, match="ghost"):
+        load_beamline("training", config=cfg, session=False, timeout=1, strict=True)
+
+
+def test_check_command(gp_ioc, tmp_path, capsys):
+    import happi
+    cfg, db = copy_config(tmp_path, labels=["motor"])
+    assert main(["check", "training", "--config", str(cfg)]) == 0
+    assert "16 of 16 devices ready" in capsys.readouterr().out
+    happi.Client(path=str(db)).add_item(motor_item("ghost", "gp:nosuchmotor"))
+    assert main(["check", "training", "--config", str(cfg), "--timeout", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "16 of 17 devices ready" in out and "ghost" in out and "not connected" in out

@@ -1,0 +1,121 @@
+"""The session: RunEngine metadata, persistent scan_id, callbacks from entry
+points (guarded), logging -- against the real simulated IOCs."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from bluesky import plans as bp
+
+from loader.callbacks import GuardedCallback, guarded
+from loader.persistent_md import PersistentMetadata
+from loader.session import DEFAULT_PATHS, resolve_paths
+from session_support import data_directory, event_column, load_training, measured
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def session(gp_ioc_process, ad_ioc_process, tmp_path_factory):
+    data = tmp_path_factory.mktemp("session") / "data"
+    with data_directory(data):
+        bl = load_training()
+        yield bl
+
+
+def test_session_attributes(session):
+    bl = session
+    assert {"two_pass_scan", "findpeak_multipass", "repeat_findpeak",
+            "go_to_temperature", "temperature_count"} <= set(bl.plans)
+    assert {"catalog", "spec", "best_effort"} <= set(bl.callbacks)
+    assert "nexus" not in bl.callbacks                  # disabled in the YAML
+    assert bl.session.problems == []
+    assert bl.paths["data"].name == "data"
+    assert bl.cat is not None and hasattr(bl.cat, "v1")
+
+
+def test_metadata_in_every_run(session):
+    bl = session
+    uid, = bl.RE(bp.count([bl["noisy"]]))
+    start = bl.cat[uid].metadata["start"]
+    for key in ("beamline_id", "instrument_name", "proposal_id", "login_id", "pid", "versions"):
+        assert key in start, key
+    assert start["beamline_id"] == bl.config["metadata"]["beamline_id"]
+    assert start["versions"]["bluesky"] and start["versions"]["databroker"]
+    assert start["pid"] == __import__("os").getpid()
+
+
+def test_scan_id_continues_in_new_session(session):
+    bl = session
+    bl.RE(bp.count([bl["noisy"]]))
+    last = bl.RE.md["scan_id"]
+    stored = json.loads((bl.paths["metadata"] / PersistentMetadata.FILENAME).read_text())
+    assert stored["scan_id"] == last
+    with data_directory(bl.paths["data"]):
+        again = load_training(labels=["simulator"])      # a new session, same data directory
+    assert again.RE is not bl.RE
+    assert again.RE.md["scan_id"] == last
+    uid, = again.RE(bp.count([again["noisy"]]))
+    assert again.cat[uid].metadata["start"]["scan_id"] == last + 1
+
+
+def test_raising_callback_neither_stops_the_run_nor_loses_catalog_data(session, caplog):
+    bl = session
+    calls = []
+
+    def explode(name, doc):
+        calls.append(name)
+        if name == "event" or name == "event_page":
+            raise RuntimeError("callback failure on purpose")
+
+    docs, token = measured(bl.RE)
+    bad = bl.RE.subscribe(guarded("explode", explode))
+    try:
+        with caplog.at_level(logging.WARNING, logger="loader.callbacks"):
+            uid, = bl.RE(bp.scan([bl["noisy"]], bl["m1"], -0.5, 0.5, 5))
+    finally:
+        bl.RE.unsubscribe(bad)
+        bl.RE.unsubscribe(token)
+    assert "stop" in calls                                 # it kept receiving documents
+    assert any("explode" in r.getMessage() for r in caplog.records)
+    run = bl.cat[uid]
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert list(run.primary.read()["noisy"].values) == event_column(docs, "noisy")
+
+
+def test_guard_logs_once_per_run(caplog):
+    cb = GuardedCallback("bad", lambda name, doc: 1 / 0)
+    with caplog.at_level(logging.WARNING, logger="loader.callbacks"):
+        for name in ("start", "descriptor", "event", "event", "stop"):
+            cb(name, {})
+    assert cb.failures == 5
+    assert sum(r.exc_info is not None for r in caplog.records) == 1
+
+
+def test_log_file_written(session):
+    log = session.paths["logs"] / "ipython_logger.log"
+    assert log.exists()
+    text = log.read_text()
+    assert "session ready" in text
+    assert f"|{__import__('os').getpid()}|" in text      # lines carry the process id
+
+
+def test_resolve_paths_defaults_and_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("BEAMLINE_DATA_DIR", raising=False)
+    paths = resolve_paths({"data": "d"}, cwd=tmp_path)
+    assert paths["data"] == tmp_path / "d"
+    assert paths["spec"] == tmp_path / "d" / "spec"
+    assert paths["logs"] == tmp_path / DEFAULT_PATHS["logs"]
+    monkeypatch.setenv("BEAMLINE_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert resolve_paths({"data": "d"}, cwd=tmp_path)["data"] == tmp_path / "elsewhere"
+
+
+def test_persistent_metadata_is_atomic_and_reloads(tmp_path):
+    md = PersistentMetadata(tmp_path)
+    md["scan_id"] = 7
+    assert PersistentMetadata(tmp_path)["scan_id"] == 7
+    assert [p.name for p in tmp_path.iterdir()] == [PersistentMetadata.FILENAME]  # no temp files left
+    with pytest.raises(TypeError):
+        md["bad"] = object()
+    assert "bad" not in PersistentMetadata(tmp_path)
