@@ -17,10 +17,10 @@ def motor_database(path: Path, count: int, prefix: str = "gp:", dead_fraction: f
         entries[name] = {
             "_id": name,
             "name": name,
-            "type": "beamline.BeamlineItem",
+            "type": "beamline.containers.BeamlineItem",
             "device_class": device_class,
             "args": ["{{prefix}}"],
-            "kwargs": {"name": "{{name}}"},
+            "kwargs": {"name": "{{name}}", "labels": "{{labels}}"},
             "prefix": f"{dead_prefix if dead else prefix}m{i}",
             "beamline": beamline,
             "labels": ["motor"],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import DEFAULT_PREFIXES, network
+from .repeater import ensure_repeater
 
 
 class IocStartError(RuntimeError):
@@ -46,6 +47,7 @@ class IocProcess:
 
     def start(self, timeout: float = 30.0) -> "IocProcess":
         """Start the process and wait (at most ``timeout`` s) until it serves."""
+        ensure_repeater()
         env = dict(os.environ)
         env.update(network.client_environment(
             self.addr_list or network.address_list([self.port])))

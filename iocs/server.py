@@ -6,6 +6,7 @@ it is serving, which :mod:`iocs.launcher` waits for (a bounded wait, no sleeps).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -44,6 +45,9 @@ def run_ioc(name: str, groups: list, port: int, host: str = network.LOOPBACK,
 
     pvdb = merge_pvdb(groups)
     hooks = list(startup_hooks)
+    # the PV database lives as long as the IOC: keep the garbage collector from
+    # re-scanning it on every allocation burst (fields are created on demand)
+    gc.freeze()
 
     async def serve():
         context = Context(pvdb, interfaces=[host])

@@ -252,6 +252,7 @@ class Beamline(Mapping):
 
         wanted = {item.name: item for item in items}
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
+        previously = set(self.rows)
         known = set(self.devices) | set(self._pending)
         for name in sorted(known):
             if name not in wanted:
@@ -260,7 +261,6 @@ class Beamline(Mapping):
             elif self._items[name].post() != wanted[name].post():
                 self._remove(name)
                 changes["changed"].append(name)
-        previously = set(self.rows)
         for name in list(self.rows):
             if name not in wanted and name not in invalid:
                 if name not in changes["removed"]:
@@ -343,7 +343,9 @@ class Beamline(Mapping):
         context = SetupContext(self.config["beamline"], self.config_path, self.config, connected)
         setup_cfg = {n: s for n, s in (self.config.get("setup") or {}).items() if n in connected}
         setup_time: dict[str, float] = {}
-        setup_errors, exports = run_setups(connected, setup_cfg, actions, context, times=setup_time)
+        unavailable = {e.name: f"plugin unusable: {e.reason}" for e in self.plugin_errors}
+        setup_errors, exports = run_setups(connected, setup_cfg, actions, context, times=setup_time,
+                                           unavailable=unavailable)
         self.timings["setup"] = time.monotonic() - t0
 
         for name, obj in connected.items():

@@ -39,6 +39,18 @@ class PersistentMetadata(MutableMapping):
         else:
             self._data = {}
 
+    def reload_key(self, key: str) -> None:
+        """Take ``key`` from the file as it is now (another session on the same
+        directory may have counted scans since this one started)."""
+        if not self.path.exists():
+            return
+        try:
+            on_disk = json.loads(self.path.read_text() or "{}")
+        except json.JSONDecodeError:
+            return          # keep what we have; the next flush rewrites a good file
+        if isinstance(on_disk, dict) and key in on_disk:
+            self._data[key] = on_disk[key]
+
     def flush(self) -> None:
         """Write everything now, atomically."""
         self.directory.mkdir(parents=True, exist_ok=True)

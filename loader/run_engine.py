@@ -46,11 +46,20 @@ def session_metadata(config_md: Mapping[str, Any] | None = None) -> dict[str, An
     return md
 
 
+def persistent_scan_id(md) -> int:
+    """Next scan_id, counted from the value on disk when ``md`` persists (bluesky's
+    ``scan_id_source`` hook): two sessions on one data directory never reuse a number."""
+    if isinstance(md, PersistentMetadata):
+        md.reload_key("scan_id")
+    return int(md.get("scan_id") or 0) + 1
+
+
 def make_run_engine(config_md: Mapping[str, Any] | None = None,
                     metadata_dir: str | os.PathLike | None = None,
                     **kwargs) -> RunEngine:
     """A RunEngine whose ``md`` persists in ``metadata_dir`` (in memory when ``None``)."""
     store: Any = PersistentMetadata(Path(metadata_dir)) if metadata_dir else {}
+    kwargs.setdefault("scan_id_source", persistent_scan_id)
     RE = RunEngine(store, **kwargs)
     md = session_metadata(config_md)
     versions = dict(RE.md.get("versions", {}))

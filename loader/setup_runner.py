@@ -54,12 +54,14 @@ def run_action(action: Callable, device, options: Mapping[str, Any], context: Se
 
 
 def run_setups(devices: Mapping[str, Any], setup: Mapping[str, list], actions: Mapping[str, Callable],
-               context: SetupContext, times: dict[str, float] | None = None
+               context: SetupContext, times: dict[str, float] | None = None,
+               unavailable: Mapping[str, str] | None = None
                ) -> tuple[dict[str, str | None], dict[str, dict[str, Any]]]:
     """Run each device's steps in order (devices in YAML order).
 
     Returns (device -> ``None`` or why its setup failed, device -> exported objects).
     Devices not in ``devices`` (not selected, or failed earlier) are skipped.
+    ``unavailable`` says why an action's plugin could not be loaded.
     """
     import time
     errors: dict[str, str | None] = {}
@@ -74,7 +76,8 @@ def run_setups(devices: Mapping[str, Any], setup: Mapping[str, list], actions: M
             action_name = step.get("action")
             action = actions.get(action_name)
             if action is None:
-                errors[name] = f"setup[{index}] {action_name!r}: no such setup action"
+                why = (unavailable or {}).get(action_name, "no such setup action")
+                errors[name] = f"setup[{index}] {action_name!r}: {why}"
                 break
             try:
                 exports.setdefault(name, {}).update(run_action(action, devices[name], options, context))

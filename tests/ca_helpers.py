@@ -10,7 +10,7 @@ def declared_pvs(device) -> set[str]:
     """Every PV an ophyd device (or signal) declares, computed from its class."""
     from ophyd import Device
     signals = [device] if not isinstance(device, Device) else [
-        sig for _, sig in device.walk_signals(include_lazy=True)]
+        walk.item for walk in device.walk_signals(include_lazy=True)]
     names: set[str] = set()
     for sig in signals:
         for attr in ("pvname", "setpoint_pvname"):

@@ -91,9 +91,12 @@ def hdf_idle(ad_ioc):
 
 
 def test_all_declared_pvs_connect(ad_ioc):
-    names = declared_pv_names(*stock_devices(str(ad_ioc.data_dir) + "/"))
+    devices = stock_devices(str(ad_ioc.data_dir) + "/")
+    names = declared_pv_names(*devices)
     assert len(names) > 450
     assert unconnected(sorted(names), timeout=15.0) == []
+    for device in devices:            # let ophyd finish its metadata reads before moving on
+        device.wait_for_connection(all_signals=True, timeout=15.0)
 
 
 @pytest.mark.parametrize("pv, strings", [

@@ -71,3 +71,16 @@ def test_demo_uses_running_iocs_and_leaves_them_running(gp_ioc, ad_ioc, tmp_path
     assert "already answers" in result.stdout
     assert "stopped the IOCs" not in result.stdout
     assert gp_ioc.running and ad_ioc.running
+
+
+def test_ports_come_from_the_cli_then_the_address_list_then_the_defaults():
+    from argparse import Namespace
+
+    from iocs import DEFAULT_PORTS
+    from loader.commands.demo import choose_ports
+    assert choose_ports(Namespace(), {}) == DEFAULT_PORTS
+    listed = {"EPICS_CA_ADDR_LIST": "127.0.0.1:45064 127.0.0.1:45066"}
+    assert choose_ports(Namespace(), listed) == {"gp": 45064, "ad": 45066}
+    assert choose_ports(Namespace(gp_port=47000, ad_port=None), listed) == {"gp": 47000, "ad": 45066}
+    remote = {"EPICS_CA_ADDR_LIST": "10.0.0.5 10.0.0.6:5064"}     # not ours to start: defaults
+    assert choose_ports(Namespace(), remote) == DEFAULT_PORTS

@@ -115,7 +115,8 @@ def test_limits_follow_hlm_llm(gp_ioc):
     try:
         m9.high_limit_travel.put(12.5, wait=True)
         m9.low_limit_travel.put(-7.5, wait=True)
-        wait_for(lambda: m9.limits == (-7.5, 12.5), timeout=5, message="limits from VAL's DRVH/DRVL")
+        wait_for(lambda: m9.limits == (-7.5, 12.5), timeout=5,
+                 message="limits from VAL's DRVH/DRVL")
     finally:
         m9.high_limit_travel.put(100.0, wait=True)
         m9.low_limit_travel.put(-100.0, wait=True)

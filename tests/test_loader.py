@@ -166,6 +166,14 @@ def test_reload_adds_and_removes_entries(gp_ioc, tmp_path):
     assert namespace["m5b"] is bl.m5b
     assert bl.m5b.user_readback.get() == pytest.approx(bl.m5.user_readback.get())
 
+    item = client.find_item(name="m4")
+    item.documentation = "edited"
+    item.save()
+    old_m4 = bl.m4
+    changes = bl.reload()
+    assert changes == {"added": [], "removed": [], "changed": ["m4"]}
+    assert bl.m4 is not old_m4 and bl.m4.md.documentation == "edited" and namespace["m4"] is bl.m4
+
     client.remove_item(client.find_item(name="m3"))
     changes = bl.reload()
     assert changes["removed"] == ["m3"]

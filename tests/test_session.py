@@ -58,6 +58,9 @@ def test_scan_id_continues_in_new_session(session):
     assert again.RE.md["scan_id"] == last
     uid, = again.RE(bp.count([again["noisy"]]))
     assert again.cat[uid].metadata["start"]["scan_id"] == last + 1
+    # the first session, still open, counts on from the number on disk
+    uid, = bl.RE(bp.count([bl["noisy"]]))
+    assert bl.cat[uid].metadata["start"]["scan_id"] == last + 2
 
 
 def test_raising_callback_neither_stops_the_run_nor_loses_catalog_data(session, caplog):

@@ -202,3 +202,24 @@ def test_devices_table(capsys):
     m1 = next(r for r in rows if r.startswith("m1 "))
     assert "loader.devices.motor.EpicsMotorWithSREV" in m1 and "gp:m1" in m1 and "motor" in m1
     assert any(r.startswith("timebase, I0, scint, diode") for r in rows)
+
+
+def test_epics_section_gives_defaults_the_environment_overrides():
+    from loader.epics_env import apply_epics_defaults
+    epics = {"addr_list": ["127.0.0.1:5064", "127.0.0.1:5066"], "auto_addr_list": False,
+             "max_array_bytes": 50000000}
+    environ = {"EPICS_CA_ADDR_LIST": "127.0.0.1:40000"}
+    applied = apply_epics_defaults(epics, environ)
+    assert environ["EPICS_CA_ADDR_LIST"] == "127.0.0.1:40000"          # the environment wins
+    assert applied == {"EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_MAX_ARRAY_BYTES": "50000000"}
+    assert environ["EPICS_CA_AUTO_ADDR_LIST"] == "NO"
+
+
+def test_templates_substitute_fields_only():
+    from loader import templates
+    fields = {"name": "m1", "prefix": "gp:m1", "labels": ["motor"]}
+    assert templates.fill(["{{prefix}}", {"labels": "{{ labels }}", "x": "{{name}}_y"}], fields) == \
+        ["gp:m1", {"labels": ["motor"], "x": "m1_y"}]
+    for bad in ("{{ prefix.upper() }}", "{% for x in y %}{% endfor %}", "{{ name|upper }}", "{{''.__class__}}"):
+        with pytest.raises(templates.TemplateError):
+            templates.fill(bad, fields)

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from typing import Any
 
-from caproto import ChannelDouble, ChannelEnum, ChannelType
+from caproto import ChannelDouble
 from caproto.server import PVGroup
 from caproto.server.records import MotorFields
 
@@ -236,7 +235,8 @@ class MotorRecord(ChannelDouble):
         self.v[field] = value
         handler = getattr(self, f"_put_{field}", None)
         if handler is not None:
-            value = await handler(value, old)
+            value = await handler(value, old)      # may refuse: returns ``old``
+            self.v[field] = value
         if field in _COMMAND_FIELDS and value:
             asyncio.get_running_loop().create_task(self._rearm(field))
         return value
@@ -446,11 +446,11 @@ class MotorRecord(ChannelDouble):
         """Drive the readback along the profile until the goal, a stop or a switch."""
         idle, wake = self._events()
         loop = asyncio.get_running_loop()
-        hw_low, hw_high = self._hw_range()
         try:
             await self._post(DMOV=0)
             hit = False
             while True:
+                wake.clear()
                 if self._goal_changed:
                     self._goal_changed = False
                     target, velocity = self._goal
@@ -470,11 +470,13 @@ class MotorRecord(ChannelDouble):
                     dial = min(max(dial, hw_low), hw_high)
                     hit = True
                 await self._set_readback(self._quantised(dial))
-                if hit or elapsed >= duration:
+                if (hit or elapsed >= duration) and not self._goal_changed:
                     break
-                wake.clear()
+                if self._halt or self._goal_changed:
+                    continue
+                tick = max(0.0, min(1.0 / TICK_HZ, duration - elapsed))
                 try:
-                    await asyncio.wait_for(wake.wait(), min(1.0 / TICK_HZ, duration - elapsed))
+                    await asyncio.wait_for(wake.wait(), tick)    # a stop or new goal wakes us
                 except asyncio.TimeoutError:
                     pass
             await self._finish(stopped=self._halt, hit=hit)

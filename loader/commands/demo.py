@@ -104,7 +104,13 @@ def run(args: argparse.Namespace) -> int:
     paths["logs"].mkdir(parents=True, exist_ok=True)
 
     progress.step(f"IOCs on 127.0.0.1 ports {ports} (data in {data_dir})")
-    started = start_missing_iocs(ports, data_dir, paths["logs"])
+    from iocs.launcher import IocStartError
+    try:
+        started = start_missing_iocs(ports, data_dir, paths["logs"])
+    except IocStartError as exc:
+        print(f"could not start the simulated IOCs: {exc} (see {paths['logs']}/ioc-*.log)",
+              file=sys.stderr)
+        return 1
     try:
         return _experiment(args, config_path, progress)
     finally:

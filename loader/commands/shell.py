@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 BANNER = """\
-Beamline {name!r}: {n} devices, {p} plans, catalog {cat!r} ({runs} runs).
+Beamline {name!r}: {n} devices (+{e} channel names), {p} plans, catalog {cat!r} ({runs} runs).
   %wa motor          where are the motors      %ct scalers      count the scaler
   %mov m1 0.5        move                      RE(bp.count([noisy]))
   bl.plans           the plans                 cat[-1].primary.read()
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = Config()
     cfg.TerminalIPythonApp.display_banner = True
     cfg.TerminalInteractiveShell.banner2 = BANNER.format(
-        name=args.beamline, n=len(_devices_of(bl)), p=len(bl.plans),
+        name=args.beamline, n=len(bl.devices), e=len(bl) - len(bl.devices), p=len(bl.plans),
         cat=getattr(bl.cat, "name", "?"), runs=len(list(bl.cat)))
     cfg.InteractiveShellApp.exec_lines = [
         "from loader.commands.shell import configure_shell as _configure_shell",

@@ -1,0 +1,154 @@
+"""The ``adsimdet`` ophyd device against the simulated ``ad:`` IOC: files, resources, runs."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import epics
+import numpy as np
+import pytest
+from area_detector_handlers.handlers import AreaDetectorHDF5Handler
+
+from ca_helpers import wait_for
+
+from loader.devices.area_detector import SimDetectorV34
+
+
+@pytest.fixture
+def adsimdet(ad_ioc):
+    """The project's SimDetectorV34, writing under the IOC's data directory."""
+    template = str(Path(ad_ioc.data_dir) / "%Y" / "%m" / "%d") + "/"
+    det = SimDetectorV34("ad:", name="adsimdet", write_path_template=template)
+    det.wait_for_connection(timeout=15)
+    det.cam.acquire_time.put(0.001, wait=True)
+    det.cam.acquire_period.put(0, wait=True)
+    det.cam.num_images.put(1, wait=True)
+    det.image.enable.put(1, wait=True)
+    yield det
+    if det._staged.name != "no":
+        det.unstage()
+
+
+def read_datum(resource: dict, datum: dict) -> np.ndarray:
+    """What databroker would return for one datum, through the AD_HDF5 handler."""
+    path = Path(resource["root"]) / resource["resource_path"]
+    handler = AreaDetectorHDF5Handler(str(path), **resource["resource_kwargs"])
+    return np.asarray(handler(**datum["datum_kwargs"]))
+
+
+def last_image(det) -> np.ndarray:
+    size_x, size_y = det.image.array_size.width.get(), det.image.array_size.height.get()
+    flat = epics.caget("ad:image1:ArrayData", count=size_x * size_y, use_monitor=False,
+                       timeout=10)
+    return np.asarray(flat, dtype=np.uint8).reshape(size_y, size_x)
+
+
+def test_stage_trigger_unstage_writes_what_image1_shows(adsimdet):
+    det = adsimdet
+    det.cam.noise.put(20, wait=True)              # every frame differs
+    det.stage()
+    assert det.hdf1.capture.get() == 1
+    for _ in range(2):
+        det.trigger().wait(timeout=10)
+        det.read()
+    key = f"{det.name}_image"
+    assert det.describe()[key]["shape"] == (1, 1024, 1024)
+    docs = list(det.collect_asset_docs())
+    shown = last_image(det)
+    det.unstage()
+    assert det.hdf1.capture.get() == 0
+    kinds = [name for name, _ in docs]
+    assert kinds == ["resource", "datum", "datum"]
+    resource = docs[0][1]
+    assert resource["spec"] == "AD_HDF5"
+    assert resource["resource_kwargs"] == {"frame_per_point": 1}
+    path = Path(resource["root"]) / resource["resource_path"]
+    assert path.is_file()
+    assert path.parent == Path(time.strftime(det.hdf1.write_path_template))   # dated folders
+    frames = [read_datum(resource, doc) for _, doc in docs[1:]]
+    assert [f.shape for f in frames] == [(1, 1024, 1024)] * 2
+    np.testing.assert_array_equal(frames[-1][0], shown)
+    assert not np.array_equal(frames[0], frames[1])
+    det.cam.noise.put(0, wait=True)
+
+
+def test_several_images_per_trigger(adsimdet):
+    det = adsimdet
+    det.cam.num_images.put(3, wait=True)
+    det.stage()
+    for _ in range(2):
+        det.trigger().wait(timeout=20)
+        det.read()
+    docs = list(det.collect_asset_docs())
+    det.unstage()
+    assert det.hdf1.capture.get() == 0               # capture stopped cleanly
+    assert det.hdf1.num_captured.get() == 6
+    resource = docs[0][1]
+    assert resource["resource_kwargs"] == {"frame_per_point": 3}
+    data = [read_datum(resource, doc) for name, doc in docs if name == "datum"]
+    assert [d.shape for d in data] == [(3, 1024, 1024)] * 2
+
+
+def test_bluesky_count_run_is_readable(adsimdet):
+    from bluesky import RunEngine
+    from bluesky.plans import count
+
+    det = adsimdet
+    documents = []
+    engine = RunEngine({})
+    engine(count([det], num=10), lambda name, doc: documents.append((name, doc)))
+    resources = [doc for name, doc in documents if name == "resource"]
+    datums = [doc for name, doc in documents if name == "datum"]
+    events = [doc for name, doc in documents if name == "event"]
+    assert len(resources) == 1 and len(datums) == 10 and len(events) == 10
+    stop = [doc for name, doc in documents if name == "stop"][0]
+    assert stop["exit_status"] == "success"
+    frames = [read_datum(resources[0], d) for d in datums]
+    assert all(f.shape == (1, 1024, 1024) and f.dtype == np.uint8 for f in frames)
+    assert det.hdf1.capture.get() == 0
+
+
+def test_swait_records_drive_the_spot_across_iocs(gp_ioc, adsimdet):
+    """gp:userCalc9 reads ad:cam1:PeakStartX_RBV and writes ad:cam1:PeakStartX."""
+    from apstools.synApps import SwaitRecord
+
+    det = adsimdet
+    calc = SwaitRecord("gp:userCalc9", name="calc9")
+    calc.wait_for_connection(timeout=15)
+    calc.reset()
+    det.cam.peak_start.peak_start_x.put(500, wait=True)
+    det.cam.gain.put(200, wait=True)
+    det.cam.noise.put(0, wait=True)
+    calc.channels.A.input_pv.put("ad:cam1:PeakStartX_RBV", wait=True)
+    calc.channels.B.input_value.put(620, wait=True)
+    calc.calculation.put("B", wait=True)
+    calc.output_link_pv.put("ad:cam1:PeakStartX", wait=True)
+    calc.scanning_rate.put(".1 second", wait=True)
+    try:
+        wait_for(lambda: det.cam.peak_start.peak_start_x.get(use_monitor=False) == 620, 10,
+                 message="PeakStartX written by gp:userCalc9")
+        wait_for(lambda: calc.channels.A.input_value.get(use_monitor=False) == 620, 10,
+                 message="userCalc9.A reading PeakStartX_RBV")
+    finally:
+        calc.scanning_rate.put("Passive", wait=True)
+        calc.output_link_pv.put("", wait=True)
+    det.cam.image_mode.put("Single", wait=True)
+    det.cam.acquire.put(1, wait=True, timeout=10)
+    image = last_image(det).astype(float)
+    bright = image > image.max() / 2
+    assert np.mean(np.nonzero(bright)[1]) == pytest.approx(620, abs=3)
+
+
+def test_trigger_rate_is_reported(adsimdet, capsys):
+    """Not a speed assertion (see bench/): prints frames/s of trigger+read into HDF5."""
+    det = adsimdet
+    det.stage()
+    started = time.perf_counter()
+    for _ in range(20):
+        det.trigger().wait(timeout=10)
+        det.read()
+    rate = 20 / (time.perf_counter() - started)
+    det.unstage()
+    with capsys.disabled():
+        print(f"\nadsimdet: {rate:.1f} frames/s (1024x1024 UInt8 into HDF5)")
+    assert rate > 0
