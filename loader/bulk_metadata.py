@@ -7,7 +7,11 @@ arrives.  Thousands of signals are therefore fetched nearly one round trip at a
 time (about 160 signals/s against our IOCs), although libca can have all of the
 requests in flight at once.
 
-How: :class:`BulkMetadataPV` replaces that one method.  Requests are handed to a
+A second serialisation hides behind it: ophyd subscribes each signal from its
+connection callback, and pyepics' ``PV.add_callback`` then does a blocking CTRL
+get (and a blocking value get for ``run_now``) on ophyd's one dispatcher thread.
+
+How: :class:`BulkMetadataPV` replaces those two methods.  Requests are handed to a
 single :class:`MetadataBatcher` thread which issues the TIME and CTRL gets of
 every pending PV with ``ca.get_with_metadata(..., wait=False)``, flushes once,
 and completes them as the replies come in (``ca.get_complete_with_metadata``
@@ -164,6 +168,19 @@ class BulkMetadataPV(shim.PyepicsShimPV):
 
     def get_all_metadata_callback(self, callback: MetadataCallback, *, timeout: float) -> None:
         _batcher.submit(self, callback, timeout)
+
+    def add_callback(self, callback=None, index=None, run_now=False, with_ctrlvars=True, **kw):
+        """ophyd subscribes every monitored signal from its connection callback, on
+        its single dispatcher thread; pyepics would then make a blocking CTRL get
+        and, for ``run_now``, a blocking value get (plus another CTRL get for the
+        string form), one PV at a time.  The CTRL fields arrive through the
+        batcher instead; ``run_now`` runs the callback on the monitored value
+        when there is one, else the monitor's first update runs it."""
+        index = super().add_callback(callback=callback, index=index, run_now=False,
+                                     with_ctrlvars=False, **kw)
+        if run_now and self.connected and self._args.get("value") is not None:
+            self.run_callback(index)
+        return index
 
 
 def batcher() -> MetadataBatcher:
