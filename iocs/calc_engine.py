@@ -87,7 +87,7 @@ class CalcExpression:
         self.stores = frozenset(c for i, c in enumerate(LETTERS) if stores.value >> i & 1)
 
     def evaluate(self, args: Sequence[float] = ()) -> float:
-        """Value of the expression for inputs ``args`` (A, B, ... in order); NaN when libCom fails."""
+        """Value for inputs ``args`` (A, B, ... in order); NaN when libCom fails."""
         values = (ctypes.c_double * NARGS)(*[float(a) for a in list(args)[:NARGS]])
         result = ctypes.c_double(0.0)
         if _libcom().calcPerform(values, ctypes.byref(result), self._postfix) != 0:

@@ -55,11 +55,6 @@ class LinkTarget:
         except ValueError:
             return cls(pvname=words[0], flags=frozenset(w.upper() for w in words[1:]))
 
-    @property
-    def process_on_change(self) -> bool:
-        """``CP``/``CPP``: a new value processes the record (calcout-style links)."""
-        return bool(self.flags & {"CP", "CPP"})
-
 
 _client = None
 _links: "weakref.WeakSet[_Link]" = weakref.WeakSet()
@@ -223,7 +218,11 @@ class OutputLink(_Link):
         return True
 
     async def _put(self, pv, value: float) -> None:
+        from caproto import ChannelType
         try:
-            await asyncio.wait_for(pv.write([value], wait=False), PUT_TIMEOUT)
+            native = pv.channel.native_data_type
+            data = [repr(value).encode()] if native in (ChannelType.STRING, ChannelType.CHAR) \
+                else [value]
+            await asyncio.wait_for(pv.write(data, wait=False), PUT_TIMEOUT)
         except Exception as exc:
             logger.warning("output link %s: %s", pv.name, exc)

@@ -105,17 +105,16 @@ class Record:
     def __getitem__(self, field: str) -> Any:
         return self.fields[field].value
 
+    def initial(self, field: str, value: Any) -> None:
+        """Set a field's value before the IOC serves it (no monitor to post yet)."""
+        self.fields[field]._data["value"] = value
+
     async def set(self, field: str, value: Any) -> None:
         """Write a field from inside the IOC (no put hook), posting a monitor."""
         channel = self.fields[field]
         if isinstance(channel, ChannelEnum) and isinstance(value, int):
             value = channel.enum_strings[value]
         await channel.write(value)
-
-    def index(self, field: str) -> int:
-        """Position of an enum field's current choice."""
-        channel = self.fields[field]
-        return channel.enum_strings.index(channel.value)
 
     @property
     def pvdb(self) -> dict[str, ChannelData]:

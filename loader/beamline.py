@@ -10,7 +10,8 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, MutableMapping
 
@@ -19,8 +20,8 @@ from .config import find_config
 from .connect import connect_all
 from .epics_env import apply_epics_defaults
 from .happi_db import select_items
-from .instantiate import instantiate
-from .problems import ConfigError, format_problems
+from .instantiate import instantiate, instantiate_until
+from .problems import ConfigError
 from .setup_runner import SetupContext, available_actions, run_setups
 from .validation import Report, validate
 
@@ -89,6 +90,15 @@ class StatusTable(list):
     @property
     def failed(self) -> list[DeviceStatus]:
         return [r for r in self if not r.ok]
+
+
+def _destroy(name: str, obj: Any) -> None:
+    """Release an object's Channel Access connections (ophyd's ``destroy``)."""
+    if obj is not None and hasattr(obj, "destroy"):
+        try:
+            obj.destroy()
+        except Exception:
+            logger.debug("destroy(%s) failed", name, exc_info=True)
 
 
 def _natural(name: str):
@@ -222,7 +232,9 @@ class Beamline(Mapping):
         return float((self.config.get("epics") or {}).get("connection_timeout", DEFAULT_CONNECTION_TIMEOUT))
 
     def _remove(self, name: str) -> None:
-        obj = self.devices.pop(name, None) or self._pending.pop(name, None)
+        obj = self.devices.pop(name, None)
+        pending = self._pending.pop(name, None)
+        obj = pending if obj is None else obj
         self._items.pop(name, None)
         self.rows.pop(name, None)
         for export in [e for e, owner in self.export_owner.items() if owner == name]:
@@ -230,11 +242,7 @@ class Beamline(Mapping):
             self.export_owner.pop(export, None)
             self._unpublish(export)
         self._unpublish(name, obj)
-        if obj is not None and hasattr(obj, "destroy"):
-            try:
-                obj.destroy()
-            except Exception:
-                logger.debug("destroy(%s) failed", name, exc_info=True)
+        _destroy(name, obj)
 
     def _unpublish(self, name: str, obj: Any = None) -> None:
         ns = self.namespace
@@ -295,40 +303,39 @@ class Beamline(Mapping):
             except TimeoutError:
                 deferred.append(item)
             except Exception as exc:
-                logger.warning("could not construct %s", item.name, exc_info=True)
+                logger.debug("could not construct %s", item.name, exc_info=True)
                 self._fail(item, CONSTRUCTION_FAILED, f"{type(exc).__name__}: {exc}", time.monotonic() - t_item)
                 continue
             build_time[item.name] = time.monotonic() - t_item
         self.timings["instantiate"] = time.monotonic() - t0
 
-        # one deadline for connecting everything (and for retrying the deferred constructors)
+        # one deadline for connecting everything; deferred constructors retry alongside
         t0 = time.monotonic()
         deadline = t0 + self._timeout()
         candidates = {**self._pending, **built}
         self._pending = {}
         connect_time: dict[str, float] = {}
-        outcome = connect_all(candidates, self._timeout(), times=connect_time)
-        for item in deferred:
-            last_error = "constructor could not read its PVs"
-            while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    obj = instantiate(item, classes[item.device_class])
-                except TimeoutError as exc:
-                    last_error = f"{type(exc).__name__}: {exc}"
-                    if time.monotonic() >= deadline:
-                        outcome[item.name] = f"connection timed out after {self._timeout():g} s: {last_error}"
-                        connect_time[item.name] = time.monotonic() - t0
-                        break
-                    continue
-                except Exception as exc:
-                    self._fail(item, CONSTRUCTION_FAILED, f"{type(exc).__name__}: {exc}", 0.0)
-                    break
-                candidates[item.name] = obj
-                t_item = time.monotonic()
-                outcome.update(connect_all({item.name: obj}, max(remaining, 0.0)))
-                connect_time[item.name] = time.monotonic() - t0
-                break
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(deferred))),
+                                thread_name_prefix="construct") as pool:
+            retries = {item.name: pool.submit(instantiate_until, item, classes[item.device_class], deadline)
+                       for item in deferred}
+            outcome = connect_all(candidates, self._timeout(), times=connect_time)
+            late = {}
+            for name, future in retries.items():
+                obj, error = future.result()
+                if obj is not None:
+                    late[name] = obj
+                elif error.startswith("construction failed"):
+                    self._fail(self._items[name], CONSTRUCTION_FAILED, error.split(": ", 1)[1], 0.0)
+                else:
+                    outcome[name] = f"connection timed out after {self._timeout():g} s: {error}"
+                    connect_time[name] = time.monotonic() - t0
+        if late:
+            candidates.update(late)
+            late_times: dict[str, float] = {}
+            for name, err in connect_all(late, max(deadline - time.monotonic(), 0.0), times=late_times).items():
+                outcome[name] = err and f"connection timed out after {self._timeout():g} s: {err.split(': ', 1)[-1]}"
+            connect_time.update({n: time.monotonic() - t0 for n in late_times})
         self.timings["connect"] = time.monotonic() - t0
         connected = {n: candidates[n] for n, err in outcome.items() if err is None}
         for name, err in outcome.items():
@@ -352,8 +359,8 @@ class Beamline(Mapping):
             item = self._items[name]
             seconds = build_time.get(name, 0.0) + connect_time.get(name, 0.0) + setup_time.get(name, 0.0)
             if setup_errors.get(name):
-                self._pending.pop(name, None)
                 self._fail(item, SETUP_FAILED, setup_errors[name], seconds)
+                _destroy(name, obj)        # rebuilt by the next reload
                 continue
             self.devices[name] = obj
             self.rows[name] = DeviceStatus(name, item.device_class, list(item.labels or []), READY,

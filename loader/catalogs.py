@@ -49,7 +49,7 @@ def use_data_dir(data_dir: str | os.PathLike, name: str = "training") -> Path:
     return path
 
 
-def data_dir(name: str = "training") -> Path:
+def current_data_dir(name: str = "training") -> Path:
     """Where catalog ``name`` keeps its runs now."""
     if name in _session_dirs:
         return _session_dirs[name]
@@ -61,10 +61,10 @@ def runs_directory(data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / RUNS_SUBDIR
 
 
-def open_catalog(name: str = "training", data_dir_: str | os.PathLike | None = None):
+def open_catalog(name: str = "training", data_dir: str | os.PathLike | None = None):
     """The databroker catalog ``name``, as declared in ``catalogs/``.
 
-    File-backed sources get ``data_dir`` (default :func:`data_dir`); one catalog
+    File-backed sources get ``data_dir`` (default :func:`current_data_dir`); one catalog
     object per (name, directory) is kept, so repeated look-ups do not re-read
     every run file.
     """
@@ -72,7 +72,7 @@ def open_catalog(name: str = "training", data_dir_: str | os.PathLike | None = N
     sources = declared_sources()
     if name not in sources:
         raise CatalogNotFound(f"no catalog {name!r} in {CATALOG_DIR} (found: {sorted(sources)})")
-    directory = Path(data_dir_).expanduser().resolve() if data_dir_ else data_dir(name)
+    directory = Path(data_dir).expanduser().resolve() if data_dir else current_data_dir(name)
     key = (name, str(directory))
     with _lock:
         if key not in _cache:

@@ -37,10 +37,10 @@ def ca_started() -> bool:
 def apply_epics_defaults(epics: Mapping[str, Any] | None,
                          environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """Set each variable the environment does not already have; returns what was set."""
-    environ = os.environ if environ is None else environ
-    applied = {k: v for k, v in epics_defaults(epics).items() if k not in environ}
-    if applied and ca_started():
+    target = os.environ if environ is None else environ
+    applied = {k: v for k, v in epics_defaults(epics).items() if k not in target}
+    if applied and environ is None and ca_started():
         logger.warning("Channel Access already started in this process; ignoring %s", applied)
         return {}
-    environ.update(applied)
+    target.update(applied)
     return applied

@@ -103,13 +103,6 @@ def read_database(path: str | os.PathLike) -> Database:
     return db
 
 
-def make_client(path: str | os.PathLike):
-    """A happi client on the JSON database at ``path``."""
-    from happi import Client
-    from happi.backends.json_db import JSONBackend
-    return Client(database=JSONBackend(str(path)))
-
-
 def select_items(docs: dict[str, dict], beamline: str, labels: Iterable[str] | None = None,
                  skip: Iterable[str] = ()) -> list:
     """Active entries of ``beamline`` (with any of ``labels``, when given), as happi items.

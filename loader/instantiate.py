@@ -10,6 +10,8 @@ from typing import Any
 
 from . import templates
 
+RETRY_INTERVAL = 0.5    # seconds between attempts of a constructor that timed out
+
 
 def render_arguments(item) -> tuple[list, dict]:
     """The constructor's ``(args, kwargs)`` for a happi item."""
@@ -28,3 +30,22 @@ def instantiate(item, cls) -> Any:
     except Exception:   # objects that refuse attributes are still usable
         pass
     return obj
+
+
+def instantiate_until(item, cls, deadline: float) -> tuple[Any, str | None]:
+    """Retry a constructor that reads PVs (``ScalerCH`` reads its channel names) until
+    it succeeds or ``deadline`` (``time.monotonic()``) passes: (object or None, error)."""
+    import time
+    error = "constructor could not read its PVs"
+    while True:
+        try:
+            return instantiate(item, cls), None
+        except TimeoutError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None, error
+            # rate limit: building a large device is CPU work that would starve the other connections
+            time.sleep(min(RETRY_INTERVAL, remaining))
+        except Exception as exc:
+            return None, f"construction failed: {type(exc).__name__}: {exc}"

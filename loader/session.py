@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import catalogs
-from .plugins import CALLBACKS, PLANS, PluginError, load_group, must_be_callable, \
-    must_be_generator_function
+from .plugins import CALLBACKS, PLANS, load_group, must_be_callable, must_be_generator_function
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from . import templates
 from .classes import DEFAULT_ALLOWED_MODULES, import_class, refusal
 from .config import CHECKOUT_CONFIG_DIR, YamlDocument, dotted, find_config, read_yaml
-from .happi_db import CONTAINER, Database, json_path_from, read_database
+from .happi_db import Database, json_path_from, read_database
 from .problems import ConfigError, Problem
 
 CONFIG_SCHEMA = "beamline.schema.json"
@@ -76,7 +76,10 @@ class Report:
 
     @property
     def allowed_modules(self) -> list[str]:
-        return list((self.config or {}).get("allowed_modules") or DEFAULT_ALLOWED_MODULES)
+        allowed = (self.config or {}).get("allowed_modules")
+        if not isinstance(allowed, list) or not all(isinstance(m, str) for m in allowed):
+            return list(DEFAULT_ALLOWED_MODULES)      # a malformed list is reported by the schema
+        return allowed
 
 
 # -- messages ----------------------------------------------------------------
@@ -239,6 +242,9 @@ def check_beamline(report: Report, labels: Iterable[str] | None = None,
                                     f"{_suggest(label, in_use)}; labels in use: {', '.join(in_use)}",
                                     path="labels (argument)"))
 
+    # session references: the session reports these too, so they do not stop a load
+    problems += check_session_names(config, doc)
+
     # setup actions
     actions, broken = load_group(SETUPS, must_be_callable)
     broken_by_name = {b.name: b for b in broken}
@@ -267,6 +273,30 @@ def check_beamline(report: Report, labels: Iterable[str] | None = None,
             if message:
                 problems.append(Problem(yaml_file, message, scope="setup", line=doc.line_of(keys + ("action",)),
                                         path=dotted(keys + ("action",)), device=device))
+    return problems
+
+
+def check_session_names(config: dict, doc: YamlDocument) -> list[Problem]:
+    """``catalog`` must be declared in ``catalogs/``; callbacks must be entry points."""
+    from importlib.metadata import entry_points
+
+    from .catalogs import CATALOG_DIR, declared_sources
+    from .plugins import CALLBACKS
+    problems = []
+    catalog = config.get("catalog")
+    if isinstance(catalog, str):
+        known = declared_sources()
+        if catalog not in known:
+            problems.append(Problem(str(doc.path), f"unknown catalog {catalog!r}{_suggest(catalog, known)}; "
+                                    f"catalogs declared in {CATALOG_DIR}: {', '.join(sorted(known))}",
+                                    scope="advice", line=doc.line_of(("catalog",)), path="catalog"))
+    names = {ep.name for ep in entry_points(group=CALLBACKS)}
+    for i, spec in enumerate(config.get("callbacks") or []):
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and name not in names:
+            problems.append(Problem(str(doc.path), f"unknown callback {name!r}{_suggest(name, names)}; "
+                                    f"known: {', '.join(sorted(names))}", scope="advice",
+                                    line=doc.line_of(("callbacks", i, "name")), path=f"callbacks[{i}].name"))
     return problems
 
 

@@ -152,3 +152,91 @@ def test_trigger_rate_is_reported(adsimdet, capsys):
     with capsys.disabled():
         print(f"\nadsimdet: {rate:.1f} frames/s (1024x1024 UInt8 into HDF5)")
     assert rate > 0
+
+
+def test_unwritable_path_makes_staging_fail_with_the_ioc_message(ad_ioc):
+    det = SimDetectorV34("ad:", name="baddet", write_path_template="/proc/no_such_dir/%Y/")
+    det.wait_for_connection(timeout=15)
+    det.cam.acquire_time.put(0.001, wait=True)
+    with pytest.raises(OSError, match="no_such_dir"):
+        det.stage()
+    assert det._staged.name == "no"                  # ophyd unstaged what it had set
+    assert det.hdf1.file_path_exists.get() == 0
+    assert det.hdf1.write_status.get() == 1
+    assert det.cam.acquire_busy.get() == 0           # the IOC is alive and idle
+
+
+def test_apstools_epics_file_name_plugin_works_unchanged(ad_ioc):
+    """apstools' AD_EpicsFileNameHDF5Plugin: names come from the EPICS PVs."""
+    from apstools.devices import AD_EpicsFileNameHDF5Plugin, SimDetectorCam_V34
+    from apstools.devices import SingleTrigger_V34
+    from ophyd import ADComponent, SimDetector
+
+    folder = str(Path(ad_ioc.data_dir) / "epics_names") + "/"
+
+    class Detector(SingleTrigger_V34, SimDetector):
+        cam = ADComponent(SimDetectorCam_V34, "cam1:")
+        hdf1 = ADComponent(AD_EpicsFileNameHDF5Plugin, "HDF1:",
+                           write_path_template=folder, read_path_template=folder)
+
+    det = Detector("ad:", name="epicsnames")
+    det.wait_for_connection(timeout=15)
+    det.cam.acquire_time.put(0.001, wait=True)
+    det.cam.num_images.put(1, wait=True)
+    hdf = det.hdf1
+    Path(folder).mkdir(exist_ok=True)
+    for signal, value in ((hdf.file_path, folder), (hdf.file_name, "scan"),
+                          (hdf.file_template, "%s%s_%4.4d.h5"), (hdf.file_number, 12),
+                          (hdf.auto_increment, "Yes"), (hdf.num_capture, 2),
+                          (hdf.auto_save, "Yes"), (hdf.create_directory, -1)):
+        signal.set(value).wait(10)
+    hdf.stage_sigs["file_write_mode"] = "Stream"
+    hdf.stage_sigs["capture"] = 1
+    det.stage()
+    for _ in range(2):
+        det.trigger().wait(timeout=10)
+        det.read()
+    docs = list(det.collect_asset_docs())
+    wait_for(lambda: hdf.capture.get() == 0, 10, message="capture to stop after NumCapture")
+    det.unstage()
+    resource = docs[0][1]
+    assert resource["resource_path"].endswith("scan_0012.h5")
+    frames = read_datum(resource, {"datum_kwargs": {"point_number": 0}})
+    assert frames.shape == (2, 1024, 1024)
+
+
+def test_stock_ophyd_single_trigger_detector(ad_ioc):
+    """ophyd's own SingleTrigger + SimDetector + HDF5Plugin, watching Acquire_RBV."""
+    from apstools.devices import AD_plugin_primed
+    from ophyd import ADComponent, SimDetector, SingleTrigger
+    from ophyd.areadetector import SimDetectorCam
+    from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
+    from ophyd.areadetector.plugins import HDF5Plugin
+
+    from loader.devices.area_detector import prime_plugin
+
+    folder = str(Path(ad_ioc.data_dir) / "stock") + "/"
+
+    class StockHDF5(FileStoreHDF5IterativeWrite, HDF5Plugin):
+        pass
+
+    class Detector(SingleTrigger, SimDetector):
+        cam = ADComponent(SimDetectorCam, "cam1:")
+        hdf1 = ADComponent(StockHDF5, "HDF1:", write_path_template=folder)
+
+    det = Detector("ad:", name="stock")
+    det.wait_for_connection(timeout=15)
+    det.cam.acquire_time.put(0.001, wait=True)
+    det.cam.num_images.put(1, wait=True)
+    if not AD_plugin_primed(det.hdf1):
+        prime_plugin(det.hdf1)
+    det.stage()
+    for _ in range(3):
+        det.trigger().wait(timeout=10)
+        det.read()
+    docs = list(det.collect_asset_docs())
+    det.unstage()
+    resource = docs[0][1]
+    data = read_datum(resource, docs[-1][1])
+    assert data.shape == (1, 1024, 1024)
+    assert len([name for name, _ in docs if name == "datum"]) == 3

@@ -116,6 +116,7 @@ def test_enum_strings(ad_ioc, pv, strings):
     assert chan.wait_for_connection(5.0)
     chan.get_ctrlvars()
     assert list(chan.enum_strs) == strings
+    chan.disconnect()
 
 
 def test_identity_and_default_geometry(ad_ioc):
@@ -271,6 +272,35 @@ def test_stream_stops_at_capture_zero(hdf_idle):
         assert f["/entry/data/data"].shape == (4, 1024, 1024)
 
 
+def test_single_mode_autosave_writes_a_file_per_frame(hdf_idle):
+    put(HDF + "FileWriteMode", "Single")
+    put(HDF + "FileName", "single")
+    put(HDF + "FileNumber", 1)
+    put(CAM + "ImageMode", "Multiple")
+    put(CAM + "NumImages", 2)
+    put(CAM + "Acquire", 1)
+    folder = Path(hdf_idle.data_dir)
+    wait_for(lambda: len(list(folder.glob("single_*.h5"))) == 2, 10, message="two files")
+    assert get(HDF + "FileNumber_RBV") == 3
+    with h5py.File(folder / "single_002.h5", "r") as f:
+        assert f["/entry/data/data"].shape == (1, 1024, 1024)
+    put(HDF + "FileWriteMode", "Stream")
+
+
+def test_lazy_open_waits_for_the_first_frame(hdf_idle):
+    put(HDF + "FileWriteMode", "Stream")
+    put(HDF + "LazyOpen", "Yes")
+    put(HDF + "FileName", "lazy")
+    put(HDF + "NumCapture", 1)
+    epics.caput(HDF + "Capture", 1)
+    wait_for(lambda: get(HDF + "Capture_RBV") == 1, 5.0, message="Capture_RBV=1")
+    assert not list(Path(hdf_idle.data_dir).glob("lazy_*"))    # nothing opened yet
+    acquire_one()
+    wait_for(lambda: get(HDF + "Capture_RBV") == 0, 10.0, message="capture to finish")
+    assert len(list(Path(hdf_idle.data_dir).glob("lazy_*.h5"))) == 1
+    put(HDF + "LazyOpen", "No")
+
+
 def test_missing_file_path_fails_visibly(hdf_idle):
     bad = "/proc/no_such_directory/deeper/"
     put(HDF + "FilePath", bad)
@@ -317,3 +347,26 @@ def test_create_directory_makes_missing_levels(hdf_idle):
     acquire_one()
     wait_for(lambda: get(HDF + "Capture_RBV") == 0, 10.0, message="capture to finish")
     assert list(target.glob("test_*.h5"))
+
+
+def test_losing_the_directory_mid_file_is_reported_not_fatal(hdf_idle):
+    """The disk going away under an open file (like a full or failed disk) is a visible error."""
+    import shutil
+
+    folder = Path(hdf_idle.data_dir) / "vanishing"
+    folder.mkdir()
+    put(HDF + "FilePath", str(folder))
+    put(HDF + "FileWriteMode", "Stream")
+    put(HDF + "NumCapture", 0)
+    epics.caput(HDF + "Capture", 1)
+    wait_for(lambda: get(HDF + "Capture_RBV") == 1, 5.0, message="Capture_RBV=1")
+    acquire_one()
+    wait_for(lambda: get(HDF + "NumCaptured_RBV") == 1, 5.0, message="one frame captured")
+    shutil.rmtree(folder)
+    put(HDF + "Capture", 0)
+    assert get(HDF + "Capture_RBV") == 0
+    assert get(HDF + "WriteStatus", as_string=True) == "Write error"
+    assert "closing" in get(HDF + "WriteMessage", as_string=True)
+    assert hdf_idle.running
+    acquire_one()                                     # the IOC carries on
+    assert get(CAM + "DetectorState_RBV", as_string=True) == "Idle"

@@ -28,7 +28,7 @@ def test_scan_read_back_through_databroker_catalog(session):
     bl = session
     docs, token = measured(bl.RE)
     try:
-        uid, = bl.RE(bp.scan([bl["noisy"], bl["scaler1"]], bl["m1"], -1, 1, 7))
+        uid, = bl.RE(bp.scan([bl["noisy"], bl["scaler1"]], bl["m1"], -1, 1, 4))
     finally:
         bl.RE.unsubscribe(token)
     cat = databroker.catalog["training"]

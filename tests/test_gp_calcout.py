@@ -2,17 +2,7 @@
 from apstools.synApps import CalcoutRecord, UserCalcoutDevice
 from ophyd import EpicsSignal
 
-from ca_helpers import unconnected, wait_for
-
-
-def pv_names(device) -> set:
-    """PVs an ophyd device declares (ophyd 1.11's walk_signals yields 3-tuples)."""
-    names = set()
-    for walk in device.walk_signals(include_lazy=True):
-        for attr in ("pvname", "setpoint_pvname"):
-            if getattr(walk.item, attr, None):
-                names.add(getattr(walk.item, attr))
-    return names
+from ca_helpers import declared_pvs, unconnected, wait_for
 
 
 def calcout(n: int) -> CalcoutRecord:
@@ -23,7 +13,7 @@ def calcout(n: int) -> CalcoutRecord:
 
 
 def test_every_declared_pv_connects(gp_ioc):
-    names = pv_names(UserCalcoutDevice("gp:", name="calcouts")) | pv_names(
+    names = declared_pvs(UserCalcoutDevice("gp:", name="calcouts")) | declared_pvs(
         CalcoutRecord("gp:userCalcOut1", name="calcout1"))
     assert len(names) > 500
     assert unconnected(names, timeout=15) == []
@@ -83,3 +73,14 @@ def test_bad_expression_marks_calc_invalid(gp_ioc):
     assert record.calculation_valid.get(use_monitor=False) != 0
     record.calculation.put("A+B", wait=True)
     assert record.calculation_valid.get(use_monitor=False) == 0
+
+
+def test_output_link_to_a_string_field(gp_ioc):
+    record = calcout(9)
+    record.calculation.put("A/4", wait=True)
+    record.output_pv.put("gp:userCalcOut10.DESC", wait=True)
+    wait_for(lambda: record.output_pv_status.get(as_string=True) == "Local PV", timeout=5,
+             message="OUT connected")
+    record.channels.A.input_value.put(1, wait=True)
+    desc = EpicsSignal("gp:userCalcOut10.DESC", name="desc", string=True)
+    wait_for(lambda: desc.get() == "0.25", timeout=5, message="DESC = 0.25")

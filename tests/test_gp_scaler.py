@@ -4,24 +4,22 @@ import time
 import pytest
 from ophyd.scaler import ScalerCH
 
-from ca_helpers import unconnected, wait_for
+from ca_helpers import declared_pvs, unconnected, wait_for
 
 
-def pv_names(device) -> set:
-    """PVs an ophyd device declares (ophyd 1.11's walk_signals yields 3-tuples)."""
-    names = set()
-    for walk in device.walk_signals(include_lazy=True):
-        for attr in ("pvname", "setpoint_pvname"):
-            if getattr(walk.item, attr, None):
-                names.add(getattr(walk.item, attr))
-    return names
-
-
-@pytest.fixture
-def scaler1(gp_ioc):
+@pytest.fixture(scope="module")
+def scaler_device(gp_ioc_process):
+    if not gp_ioc_process.running:
+        gp_ioc_process.start()
     assert unconnected(["gp:scaler1.NM1"], timeout=10) == []
     scaler = ScalerCH("gp:scaler1", name="scaler1")
     scaler.wait_for_connection(timeout=15)
+    return scaler
+
+
+@pytest.fixture
+def scaler1(scaler_device):
+    scaler = scaler_device
     scaler.count_mode.put("OneShot", wait=True)
     scaler.delay.put(0, wait=True)
     for n in range(2, 17):
@@ -31,7 +29,7 @@ def scaler1(gp_ioc):
 
 
 def test_every_declared_pv_connects(scaler1):
-    names = pv_names(scaler1)
+    names = declared_pvs(scaler1)
     assert {"gp:scaler1.S32", "gp:scaler1.NM32", "gp:scaler1.G32", "gp:scaler1.PR32"} <= names
     assert unconnected(names, timeout=15) == []
 

@@ -1,29 +1,18 @@
 """swait records of the simulated gp: IOC, over real Channel Access."""
 import time
 
-import epics
 import numpy as np
 import pytest
 from apstools.synApps import SwaitRecord, UserCalcsDevice, setup_lorentzian_swait
 from ophyd import EpicsMotor, EpicsSignal
 
-from ca_helpers import unconnected, wait_for
+from ca_helpers import declared_pvs, unconnected, wait_for
 
 from loader.devices.temperature import SwaitTemperature
 
 
-def pv_names(device) -> set:
-    """PVs an ophyd device declares (ophyd 1.11's walk_signals yields 3-tuples)."""
-    names = set()
-    for walk in device.walk_signals(include_lazy=True):
-        for attr in ("pvname", "setpoint_pvname"):
-            if getattr(walk.item, attr, None):
-                names.add(getattr(walk.item, attr))
-    return names
-
-
 def test_every_declared_pv_connects(gp_ioc):
-    names = pv_names(UserCalcsDevice("gp:", name="calcs")) | pv_names(
+    names = declared_pvs(UserCalcsDevice("gp:", name="calcs")) | declared_pvs(
         SwaitRecord("gp:userCalc1", name="calc1"))
     assert len(names) > 400
     assert unconnected(names, timeout=15) == []
@@ -96,6 +85,14 @@ def test_output_link_writes_another_record(gp_ioc):
     wait_for(lambda: outv.get() == "PV OK", timeout=5, message="OUTN connected")
     source.channels.A.input_value.put(5, wait=True)
     wait_for(lambda: target.channels.J.input_value.get() == 15, timeout=5, message="J = 15")
+    # DOPT "Use DOL": the output is the DOL PV's value, not VAL
+    source.output_location_name.put("gp:userCalc7.VAL", wait=True)
+    target.calculation.put("-7", wait=True)
+    target.process_record.put(1, wait=True)
+    wait_for(lambda: source.output_location_data.get() == -7, timeout=5, message="DOLD = -7")
+    source.output_data_option.put("Use DOL", wait=True)
+    source.channels.A.input_value.put(6, wait=True)
+    wait_for(lambda: target.channels.J.input_value.get() == -7, timeout=5, message="J = -7")
 
 
 @pytest.fixture

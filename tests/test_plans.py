@@ -26,10 +26,10 @@ def true_peak(bl) -> tuple[float, float]:
 
 def test_two_pass_scan_leaves_m1_on_the_peak(bl):
     center, hwhm = true_peak(bl)
-    coarse_step = 4.0 / 40
+    coarse_step = 3.2 / 16
     fine_step = 2 * coarse_step / 20
     before = len(list(bl.cat))
-    bl.RE(two_pass_scan(num=41, fine_num=21))           # defaults: noisy and m1 of the session
+    bl.RE(two_pass_scan(start=-1.6, stop=1.6, num=17, fine_num=21))   # noisy and m1 of the session
     assert len(list(bl.cat)) == before + 2
     assert abs(bl["m1"].position - center) <= max(fine_step, hwhm) + 0.002
 

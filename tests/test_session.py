@@ -122,3 +122,40 @@ def test_persistent_metadata_is_atomic_and_reloads(tmp_path):
     with pytest.raises(TypeError):
         md["bad"] = object()
     assert "bad" not in PersistentMetadata(tmp_path)
+
+
+def test_callbacks_chosen_in_the_yaml(gp_ioc, tmp_path):
+    """nexus enabled, spec disabled, an unknown name reported (not fatal)."""
+    import h5py
+    import yaml
+
+    from ca_helpers import wait_for
+    from loader.config import CHECKOUT_CONFIG_DIR
+
+    config = yaml.safe_load((CHECKOUT_CONFIG_DIR / "training.yml").read_text())
+    config["happi"] = str((CHECKOUT_CONFIG_DIR / config["happi"]).resolve())
+    config["callbacks"] = [{"name": "catalog"}, {"name": "spec", "enabled": False},
+                           {"name": "nexus", "enabled": True}, {"name": "no_such_callback"}]
+    path = tmp_path / "training.yml"
+    path.write_text(yaml.safe_dump(config))
+    with data_directory(tmp_path / "data"):
+        bl = load_training(labels=["simulator", "motor"], config=path)
+    assert set(bl.callbacks) == {"catalog", "nexus"}
+    assert any("no_such_callback" in p for p in bl.session.problems)
+    uid, = bl.RE(bp.scan([bl["noisy"]], bl["m1"], -0.1, 0.1, 3))
+    nexus_dir = bl.paths["nexus"]
+    files = wait_for(lambda: [p for p in nexus_dir.iterdir() if uid[:7] in p.name], timeout=20,
+                     message="the NeXus file")
+    with h5py.File(wait_for(lambda: _closed(files[0]), 20, message="the NeXus file closed"), "r") as f:
+        assert f.attrs.get("default") is not None
+    assert uid in bl.cat
+
+
+def _closed(path):
+    """``path`` once h5py can open it for reading (the writer thread has finished)."""
+    import h5py
+    try:
+        with h5py.File(path, "r"):
+            return path
+    except OSError:
+        return None

@@ -111,6 +111,7 @@ def test_yaml_wrong_type_and_unknown_key(tmp_path, capsys):
     cfg, _ = copy_config(tmp_path)
     text = cfg.read_text().replace("connection_timeout: 10", "connection_timeout: ten")
     text = text.replace("catalog: training", "catalg: training")
+    text = text.replace("- name: spec", "- name: spek")
     cfg.write_text(text)
     code, out = run_validate(cfg, capsys)
     assert code == 1
@@ -118,6 +119,17 @@ def test_yaml_wrong_type_and_unknown_key(tmp_path, capsys):
     assert f"{cfg}:{line}: epics.connection_timeout: expected number, got string 'ten'" in out
     line = line_of(cfg, "catalg:")
     assert f"{cfg}:{line}: catalg: unknown key 'catalg' (did you mean 'catalog'?)" in out
+    line = line_of(cfg, "- name: spek")
+    assert f"{cfg}:{line}: callbacks[1].name: unknown callback 'spek' (did you mean 'spec'?)" in out
+
+
+def test_unknown_catalog(tmp_path, capsys):
+    cfg, _ = copy_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("catalog: training", "catalog: trainin"))
+    code, out = run_validate(cfg, capsys)
+    assert code == 1
+    line = line_of(cfg, "catalog: trainin")
+    assert f"{cfg}:{line}: catalog: unknown catalog 'trainin' (did you mean 'training'?)" in out
 
 
 def test_yaml_syntax_error_has_line(tmp_path, capsys):
@@ -223,3 +235,27 @@ def test_templates_substitute_fields_only():
     for bad in ("{{ prefix.upper() }}", "{% for x in y %}{% endfor %}", "{{ name|upper }}", "{{''.__class__}}"):
         with pytest.raises(templates.TemplateError):
             templates.fill(bad, fields)
+
+
+def test_load_refuses_a_broken_config_before_any_device(tmp_path):
+    """Config-level problems stop load_beamline with every problem listed (no CA needed)."""
+    from loader import load_beamline
+    from loader.problems import ConfigError
+    cfg, _ = copy_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("connection_timeout: 10", "connection_timeout: -1"))
+    with pytest.raises(ConfigError) as info:
+        load_beamline("training", config=cfg, session=False)
+    line = line_of(cfg, "connection_timeout: -1")
+    assert f"{cfg}:{line}: epics.connection_timeout" in str(info.value)
+    with pytest.raises(ConfigError, match=r"has label 'motr' \(did you mean 'motor'\?\)"):
+        load_beamline("training", labels=["motr"], session=False)
+
+
+def test_duplicate_yaml_key_is_reported(tmp_path, capsys):
+    cfg, _ = copy_config(tmp_path)
+    cfg.write_text(cfg.read_text() + "\ncatalog: training\n")
+    code, out = run_validate(cfg, capsys)
+    assert code == 1
+    first = line_of(cfg, "catalog: training")
+    last = len(cfg.read_text().splitlines())
+    assert f"{cfg}:{last}: catalog: duplicate key 'catalog' (first at line {first})" in out

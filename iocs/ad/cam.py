@@ -90,6 +90,7 @@ class SimDetectorDriver:
         self.sinks: list[FrameSink] = []
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ad-frames")
         self._task: asyncio.Task | None = None
+        self._taking_images = False
         self._stop = asyncio.Event()
         self._last_frame_time: float | None = None
         self._unique_id = 0
@@ -183,10 +184,15 @@ class SimDetectorDriver:
             if self.acquiring:
                 await asyncio.wait({self._task}, timeout=5.0)
             return None
-        if not self.acquiring:
-            self._stop = asyncio.Event()
-            await self.params.set("Acquire", "Acquire", setpoint=True)
-            self._task = asyncio.get_running_loop().create_task(self._acquire())
+        if self.acquiring:
+            if self._taking_images:         # joins the running acquisition
+                await asyncio.wait({self._task})
+                return SkipWrite
+            await asyncio.wait({self._task})  # only finishing up: then start a new one
+        self._stop = asyncio.Event()
+        self._taking_images = True
+        await self.params.set("Acquire", "Acquire", setpoint=True)
+        self._task = asyncio.get_running_loop().create_task(self._acquire())
         # put-completion: the put of 1 returns when this acquisition has ended
         await asyncio.wait({self._task})
         return SkipWrite
@@ -240,6 +246,7 @@ class SimDetectorDriver:
             await p.set("DetectorState_RBV", "Idle")
             await p.set("StatusMessage_RBV", "Waiting for acquire command")
         finally:
+            self._taking_images = False
             await p.set("TimeRemaining_RBV", 0.0)
             await p.set("Acquire", "Done", setpoint=True)
             if p.get("WaitForPlugins") == "Yes":

@@ -87,6 +87,7 @@ class HDF5Plugin(PluginPort):
         self._buffer: list[Frame] = []
         self._last_frame: Frame | None = None
         self._pending: set[asyncio.Future] = set()
+        self._closing: asyncio.Future | None = None
         p = self.params
         p.on_put("FilePath", self._put_file_path)
         p.on_put("Capture", self._put_capture)
@@ -159,10 +160,14 @@ class HDF5Plugin(PluginPort):
         if not start:
             if self._capturing:
                 await self._end_capture(write_buffer=self.params.get("AutoSave") == "Yes")
+            if self._closing is not None and not self._closing.done():
+                await asyncio.wait({self._closing})    # Done only once the file is closed
             return None
         if self._capturing:          # already capturing: complete with it
             await self._capture_ended.wait()
             return SkipWrite
+        if self._closing is not None and not self._closing.done():
+            await asyncio.wait({self._closing})    # the previous file is still closing
         p = self.params
         mode = p.get("FileWriteMode")
         if mode == "Single":
@@ -279,7 +284,8 @@ class HDF5Plugin(PluginPort):
         exc = future.exception()
         if exc is not None and self._capturing:
             message = f"Error writing file: {exc}"
-            asyncio.ensure_future(self._end_capture(write_buffer=False, error=message))
+            self._closing = asyncio.ensure_future(
+                self._end_capture(write_buffer=False, error=message))
 
     async def idle(self) -> None:
         while self._pending:

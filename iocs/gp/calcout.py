@@ -12,7 +12,7 @@ import asyncio
 from typing import Optional
 
 from ..calc_engine import CalcExpression
-from ..links import LinkStatus, OutputLink
+from ..links import LinkStatus, LinkTarget, OutputLink
 from ..records import Record, Scanner
 from .swait import LETTERS, CalcRecordLogic, enable_record, output_allowed
 
@@ -134,13 +134,13 @@ def calcout_record(name: str, enables: list[Record]) -> tuple[Record, CalcoutLog
     for letter in LETTERS:
         record.fields[letter].on_put = pp
         status_field = f"IN{letter}V"
-        record.fields[status_field]._data["value"] = "Constant"
+        record.initial(status_field, "Constant")
         link_field = f"INP{letter}"
         link = logic.make_input(
             letter, status_field,
             lambda f=link_field: _process_on_change(record[f], record["SCAN"]))
         record.fields[link_field].on_put = link.set_target
-    record.fields["OUTV"]._data["value"] = "Constant"
+    record.initial("OUTV", "Constant")
     record.fields["OUT"].on_put = logic.output.set_target
     record.fields["PROC"].on_put = logic.process_put
     record.fields["FLNK"].on_put = logic.forward_link_changed
@@ -149,8 +149,9 @@ def calcout_record(name: str, enables: list[Record]) -> tuple[Record, CalcoutLog
 
 
 def _process_on_change(link_text: str, scan: str) -> bool:
-    flags = {w.upper() for w in str(link_text).split()[1:]}
-    return bool(flags & {"CP", "CPP"}) and (scan == "Passive" or "CP" in flags)
+    """CP: a new input value processes the record; CPP: only when it is Passive."""
+    target = LinkTarget.parse(link_text)
+    return "CP" in target.flags or ("CPP" in target.flags and scan == "Passive")
 
 
 def build(prefix: str, count: int = COUNT, **options) -> list:
@@ -160,6 +161,6 @@ def build(prefix: str, count: int = COUNT, **options) -> list:
     for n in range(1, count + 1):
         own_enable = enable_record(f"{prefix}userCalcOut{n}Enable")
         record, _ = calcout_record(f"{prefix}userCalcOut{n}", [group_enable, own_enable])
-        record.fields["DESC"]._data["value"] = f"userCalcOut{n}"
+        record.initial("DESC", f"userCalcOut{n}")
         records += [own_enable, record]
     return records

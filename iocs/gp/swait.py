@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from ..calc_engine import CalcError, CalcExpression
 from ..links import InputLink, LinkStatus, LinkTarget, OutputLink
-from ..records import SCAN_MENU, YES_NO, Record, Scanner
+from ..records import YES_NO, Record, Scanner
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,6 @@ def output_allowed(option: str, old: float, new: float) -> bool:
 
 class CalcRecordLogic:
     """What swait and calcout share: compiled CALC, input links, enables, processing lock."""
-
-    link_menu: tuple = SWAIT_LINK_MENU
 
     def __init__(self, record: Record, enables: list[Record]):
         self.record = record
@@ -198,9 +196,10 @@ def swait_record(name: str, enables: list[Record]) -> tuple[Record, SwaitLogic]:
             letter, status_field,
             lambda f=trigger_field: record["SCAN"] == "I/O Intr" and record[f] == "Yes")
         record.add(f"IN{letter}N", "string", "", on_put=link.set_target)
-    record.add("DOLN", "string", "")
-    record.add("DOLV", "enum", "No PV", enum_strings=SWAIT_LINK_MENU, read_only=True)
     record.add("DOLD", "double", 0.0)
+    record.add("DOLV", "enum", "No PV", enum_strings=SWAIT_LINK_MENU, read_only=True)
+    dol = logic.make_input("DOLD", "DOLV", lambda: False)   # DOL PV -> DOLD, no processing
+    record.add("DOLN", "string", "", on_put=dol.set_target)
     record.add("OUTN", "string", "", on_put=logic.output.set_target)
     record.add("OUTV", "enum", "No PV", enum_strings=SWAIT_LINK_MENU, read_only=True)
     record.add("OOPT", "enum", "Every Time", enum_strings=OOPT_MENU)
@@ -233,6 +232,6 @@ def build(prefix: str, count: int = COUNT, **options) -> list:
     for n in range(1, count + 1):
         own_enable = enable_record(f"{prefix}userCalc{n}Enable")
         record, _ = swait_record(f"{prefix}userCalc{n}", [group_enable, own_enable])
-        record.fields["DESC"]._data["value"] = f"userCalc{n}"
+        record.initial("DESC", f"userCalc{n}")
         records += [own_enable, record]
     return records

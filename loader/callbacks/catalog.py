@@ -20,22 +20,20 @@ logger = logging.getLogger(__name__)
 STAGING = ".incomplete"
 
 
-class _StagedRun(event_model.DocumentRouter):
+class _StagedRun:
     """One run: msgpack into the staging directory, moved into place at stop."""
 
     def __init__(self, directory: Path, flush: bool = True) -> None:
         from suitcase.msgpack import Serializer
-        super().__init__()
         self.directory = directory
         self.staging = directory / STAGING
         self.staging.mkdir(parents=True, exist_ok=True)
         self.serializer = Serializer(self.staging, flush=flush)
 
-    def __call__(self, name: str, doc: dict, validate: bool = False):
+    def __call__(self, name: str, doc: dict) -> None:
         self.serializer(name, doc)
         if name == "stop":
             self._publish()
-        return name, doc
 
     def _publish(self) -> None:
         for staged in self.serializer.artifacts.get("all", []):

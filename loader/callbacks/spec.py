@@ -25,7 +25,8 @@ def spec_writer(beamline, directory: str | None = None, filename: str | None = N
     name = filename or datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".dat"
     path = folder / name
     writer = SpecWriterCallback(RE=beamline.RE, **options)
-    # newfile() (unlike the constructor) also accepts a file that already exists
-    writer.newfile(path, RE=beamline.RE)
+    # newfile() (unlike the constructor) also accepts a file that already exists; without
+    # RE it leaves scan_id alone (the session's persistent metadata owns the count)
+    writer.newfile(path)
     logger.info("writing to SPEC file: %s (created when the next scan ends)", path)
     return writer

@@ -20,7 +20,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from iocs import DEFAULT_PORTS, network
 
@@ -101,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     paths = resolve_paths((read_yaml(config_path).data or {}).get("paths"))
     data_dir = paths["data"]
     data_dir.mkdir(parents=True, exist_ok=True)
-    paths["logs"].mkdir(parents=True, exist_ok=True)
+    from loader.logging_setup import setup_logging
+    setup_logging(paths["logs"])            # from the start, so the load is in the log too
 
     progress.step(f"IOCs on 127.0.0.1 ports {ports} (data in {data_dir})")
     from iocs.launcher import IocStartError
@@ -133,30 +133,31 @@ def _experiment(args: argparse.Namespace, config_path: Path, progress: Progress)
     from plans.peak_finding import two_pass_scan
     from plans.temperature import temperature_count
 
-    uids: dict[str, Any] = {}
+    recorded: list[str] = []                     # uids of this demo's runs
     progress.step("counting scaler1")
-    uids["count"] = RE(bp.count([bl["scaler1"]], md={"demo": "scaler"}))
+    recorded += RE(bp.count([bl["scaler1"]], md={"demo": "scaler"}))
 
     progress.step("finding the noisy peak (two-pass scan) and moving m1 there")
     m1 = bl["m1"]
-    before = set(bl.cat)
-    RE(two_pass_scan(bl["noisy"], m1, *PEAK_RANGE, num=COARSE_POINTS, fine_num=FINE_POINTS,
-                     md={"demo": "peak"}))
-    peak_uids = [uid for uid in bl.cat if uid not in before]
+    peak_uids = list(RE(two_pass_scan(bl["noisy"], m1, *PEAK_RANGE, num=COARSE_POINTS,
+                                      fine_num=FINE_POINTS, md={"demo": "peak"})))
+    recorded += peak_uids
     print(f"  m1 is now at {m1.position:.4f}")
 
     progress.step("temperature: new setpoint, wait until settled, count")
     temperature = bl["temperature"]
-    target = round(float(temperature.setpoint.get()) + TEMPERATURE_STEP, 1)
-    uids["temperature"] = RE(temperature_count(target, [bl["scaler1"]], timeout=30.0,
-                                               md={"demo": "temperature"}))
+    # from where the readback is now (just after the IOC starts it is still on its way)
+    target = round(float(temperature.position) + TEMPERATURE_STEP, 1)
+    recorded += RE(temperature_count(target, [bl["scaler1"]], timeout=30.0,
+                                     md={"demo": "temperature"}))
     print(f"  temperature {temperature.position:.2f} (setpoint {target})")
 
     progress.step("one adsimdet frame into HDF5")
     frame_uid, = RE(bp.count([bl["adsimdet"]], md={"demo": "frame"}))
+    recorded.append(frame_uid)
 
     progress.step("what was recorded")
-    report(bl, peak_uids, frame_uid)
+    report(bl, recorded, frame_uid)
     png = Path(bl.paths["data"]) / "peak_scan.png"
     save_peak_plot(bl.cat, peak_uids, m1.position, png)
     print(f"  plot of the peak scans:  {png}")
@@ -164,18 +165,15 @@ def _experiment(args: argparse.Namespace, config_path: Path, progress: Progress)
     return 0
 
 
-def report(bl, peak_uids: list[str], frame_uid: str) -> None:
-    """Runs of this session read back from the catalog, plus where the files are."""
+def report(bl, uids: list[str], frame_uid: str) -> None:
+    """This demo's runs as read back from the catalog, plus where the files are."""
     cat = bl.cat
-    pid = bl.RE.md.get("pid")
-    print(f"  catalog {bl.cat.name!r}: {len(list(cat))} runs in {Path(cat.paths[0]).parent}"
-          if getattr(cat, "paths", None) else f"  catalog: {len(list(cat))} runs")
+    where = f" in {Path(cat.paths[0]).parent}" if getattr(cat, "paths", None) else ""
+    print(f"  catalog {cat.name!r}: {len(list(cat))} runs{where}; this demo's:")
     print(f"  {'scan_id':>7}  {'uid':8}  {'plan':<8} {'points':>6}  detectors")
-    for uid in list(cat)[-20:]:
-        start = cat[uid].metadata["start"]
-        if start.get("pid") != pid:
-            continue
-        stop = cat[uid].metadata["stop"] or {}
+    for uid in uids:
+        metadata = cat[uid].metadata
+        start, stop = metadata["start"], metadata["stop"] or {}
         points = (stop.get("num_events") or {}).get("primary", 0)
         print(f"  {start.get('scan_id', ''):>7}  {uid[:8]}  {start.get('plan_name', ''):<8} "
               f"{points:>6}  {', '.join(start.get('detectors', []))}")

@@ -3,12 +3,11 @@ prefix, description), generated from the happi entries; nothing is connected."""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from ..config import ConfigNotFound
 from ..happi_db import select_items
-from ..problems import ConfigError, format_problems
+from ..problems import ConfigError
 from ..validation import validate
 
 

@@ -55,8 +55,13 @@ def run(args: argparse.Namespace) -> int:
     from traitlets.config import Config
 
     from loader import load_beamline
+    from loader.config import find_config, read_yaml
+    from loader.logging_setup import setup_logging
+    from loader.session import resolve_paths
 
-    bl = load_beamline(args.beamline, config=args.config)
+    config_path = find_config(args.beamline, args.config)
+    setup_logging(resolve_paths((read_yaml(config_path).data or {}).get("paths"))["logs"])
+    bl = load_beamline(args.beamline, config=str(config_path))
     ns = build_namespace(bl)
     ns["_beamline_session_"] = bl
     cfg = Config()

@@ -22,7 +22,7 @@ import threading
 import time
 
 from apstools.devices import AD_plugin_primed, SimDetectorCam_V34, SingleTrigger_V34
-from ophyd import ADComponent, SimDetector, Staged
+from ophyd import ADComponent, EpicsSignalWithRBV, SimDetector, Staged
 from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
 from ophyd.areadetector.plugins import HDF5Plugin_V34, ImagePlugin_V34
 
@@ -63,14 +63,25 @@ class HDF5FileStorePlugin(FileStoreHDF5IterativeWrite, HDF5Plugin_V34):
     """HDF5 writer that registers its files with databroker (resource ``AD_HDF5``).
 
     Primes itself when needed and starts capturing only after every other setting.
+    When the IOC cannot open the file (bad path, full or read-only disk), Capture
+    never reaches 1; staging then fails within ``CAPTURE_TIMEOUT`` with the IOC's
+    WriteMessage instead of waiting forever.
     """
+
+    CAPTURE_TIMEOUT = 10.0
+    capture = ADComponent(EpicsSignalWithRBV, "Capture", write_timeout=CAPTURE_TIMEOUT)
 
     def stage(self):
         if not AD_plugin_primed(self):
             logger.info("priming %s", self.name)
             prime_plugin(self)
         self.stage_sigs.move_to_end("capture", last=True)
-        super().stage()
+        try:
+            super().stage()
+        except TimeoutError as exc:
+            message = self.write_message.get()
+            raise OSError(f"{self.name}: the IOC did not start writing "
+                          f"{self.file_path.get()!r}: {message or exc}") from exc
 
 
 class SimDetectorV34(SingleTrigger_V34, SimDetector):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ._common import NUMBER_OR_RANDOM, PUT_TIMEOUT, number, put
+from ._common import NUMBER_OR_RANDOM, number, put
 
 CONNECT_TIMEOUT = 5.0
 TEMPERATURE_CALC = "A+max(-D,min(D,(B-A)))+C*(RNDM-0.5)"
