@@ -287,6 +287,9 @@ class Beamline(Mapping):
         t0 = time.monotonic()
         classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
         self.timings["import"] = time.monotonic() - t0
+        # ophyd's initial metadata in bulk, not one blocking get at a time (issue 7)
+        from . import bulk_metadata
+        bulk_metadata.install()
 
         t0 = time.monotonic()
         built: dict[str, Any] = {}

@@ -216,6 +216,7 @@ def test_stock_ophyd_single_trigger_detector(ad_ioc):
     from loader.devices.area_detector import prime_plugin
 
     folder = str(Path(ad_ioc.data_dir) / "stock") + "/"
+    Path(folder).mkdir(exist_ok=True)     # this older plugin class has no CreateDirectory
 
     class StockHDF5(FileStoreHDF5IterativeWrite, HDF5Plugin):
         pass
