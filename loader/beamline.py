@@ -10,7 +10,6 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, MutableMapping
@@ -20,7 +19,7 @@ from .config import find_config
 from .connect import connect_all
 from .epics_env import apply_epics_defaults
 from .happi_db import select_items
-from .instantiate import instantiate, instantiate_until
+from .instantiate import build_all
 from .problems import ConfigError
 from .setup_runner import SetupContext, available_actions, run_setups
 from .validation import Report, validate
@@ -291,54 +290,28 @@ class Beamline(Mapping):
         from . import bulk_metadata
         bulk_metadata.install()
 
+        # one deadline for building and connecting everything
         t0 = time.monotonic()
-        built: dict[str, Any] = {}
-        build_time: dict[str, float] = {}
-        deferred: list = []          # constructors that read PVs and timed out: retried below
+        deadline = t0 + self._timeout()
+        buildable = []
         for item in to_build:
             self._items[item.name] = item
             if item.device_class in import_errors:
                 self._fail(item, IMPORT_FAILED, import_errors[item.device_class], 0.0)
-                continue
-            t_item = time.monotonic()
-            try:
-                built[item.name] = instantiate(item, classes[item.device_class])
-            except TimeoutError:
-                deferred.append(item)
-            except Exception as exc:
-                logger.debug("could not construct %s", item.name, exc_info=True)
-                self._fail(item, CONSTRUCTION_FAILED, f"{type(exc).__name__}: {exc}", time.monotonic() - t_item)
-                continue
-            build_time[item.name] = time.monotonic() - t_item
+            else:
+                buildable.append(item)
+        built, construction_errors, unreachable, build_time = build_all(buildable, classes, deadline)
+        for name, reason in construction_errors.items():
+            self._fail(self._items[name], CONSTRUCTION_FAILED, reason, build_time[name])
         self.timings["instantiate"] = time.monotonic() - t0
 
-        # one deadline for connecting everything; deferred constructors retry alongside
         t0 = time.monotonic()
-        deadline = t0 + self._timeout()
         candidates = {**self._pending, **built}
         self._pending = {}
         connect_time: dict[str, float] = {}
-        with ThreadPoolExecutor(max_workers=max(1, min(4, len(deferred))),
-                                thread_name_prefix="construct") as pool:
-            retries = {item.name: pool.submit(instantiate_until, item, classes[item.device_class], deadline)
-                       for item in deferred}
-            outcome = connect_all(candidates, self._timeout(), times=connect_time)
-            late = {}
-            for name, future in retries.items():
-                obj, error = future.result()
-                if obj is not None:
-                    late[name] = obj
-                elif error.startswith("construction failed"):
-                    self._fail(self._items[name], CONSTRUCTION_FAILED, error.split(": ", 1)[1], 0.0)
-                else:
-                    outcome[name] = f"connection timed out after {self._timeout():g} s: {error}"
-                    connect_time[name] = time.monotonic() - t0
-        if late:
-            candidates.update(late)
-            late_times: dict[str, float] = {}
-            for name, err in connect_all(late, max(deadline - time.monotonic(), 0.0), times=late_times).items():
-                outcome[name] = err and f"connection timed out after {self._timeout():g} s: {err.split(': ', 1)[-1]}"
-            connect_time.update({n: time.monotonic() - t0 for n in late_times})
+        outcome = connect_all(candidates, max(deadline - t0, 0.0), times=connect_time)
+        for name, error in unreachable.items():
+            outcome[name] = f"connection timed out after {self._timeout():g} s: {error}"
         self.timings["connect"] = time.monotonic() - t0
         connected = {n: candidates[n] for n, err in outcome.items() if err is None}
         for name, err in outcome.items():

@@ -370,3 +370,27 @@ def test_losing_the_directory_mid_file_is_reported_not_fatal(hdf_idle):
     assert hdf_idle.running
     acquire_one()                                     # the IOC carries on
     assert get(CAM + "DetectorState_RBV", as_string=True) == "Idle"
+
+
+def test_data_type_and_binning_shape_the_file(hdf_idle):
+    put(CAM + "DataType", "UInt16")
+    put(CAM + "BinX", 2)
+    put(CAM + "BinY", 4)
+    try:
+        assert (get(CAM + "ArraySizeX_RBV"), get(CAM + "ArraySizeY_RBV")) == (512, 256)
+        assert get(CAM + "ArraySize_RBV") == 512 * 256 * 2
+        put(HDF + "FileWriteMode", "Stream")
+        put(HDF + "FileName", "binned")
+        put(HDF + "NumCapture", 1)
+        epics.caput(HDF + "Capture", 1)
+        wait_for(lambda: get(HDF + "Capture_RBV") == 1, 5.0, message="Capture_RBV=1")
+        acquire_one()
+        wait_for(lambda: get(HDF + "Capture_RBV") == 0, 10.0, message="capture to finish")
+        with h5py.File(get(HDF + "FullFileName_RBV", as_string=True), "r") as f:
+            data = f["/entry/data/data"]
+            assert data.shape == (1, 256, 512) and data.dtype == np.uint16
+        assert get(HDF + "DataType_RBV", as_string=True) == "UInt16"
+    finally:
+        put(CAM + "DataType", "UInt8")
+        put(CAM + "BinX", 1)
+        put(CAM + "BinY", 1)

@@ -35,6 +35,12 @@ def test_session_attributes(session):
     assert bl.cat is not None and hasattr(bl.cat, "v1")
 
 
+def test_best_effort_without_display_makes_no_plot_windows(session):
+    from loader.callbacks.best_effort import has_display
+    assert not has_display()                              # tests run with the Agg backend
+    assert session.callbacks["best_effort"]._plots_enabled is False
+
+
 def test_metadata_in_every_run(session):
     bl = session
     uid, = bl.RE(bp.count([bl["noisy"]]))

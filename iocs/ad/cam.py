@@ -53,7 +53,7 @@ def cam_params(port: str, max_x: int, max_y: int) -> list[Param]:
         rw("BinX", "int", 1), rw("BinY", "int", 1),
         enum("ReverseX", NO_YES, 0), enum("ReverseY", NO_YES, 0),
         enum("FrameType", ("Normal", "Background", "FlatField"), 0),
-        rw("Gain", "float", 1.0),
+        rw("Gain", "float", 100.0),      # a visible spot out of the box (peak height, counts)
         rw("Temperature", "float", 25.0),
         pv("TemperatureActual", "float", 25.0),
         enum("ShutterMode", ("None", "EPICS PV", "Detector output"), 0),
@@ -103,6 +103,7 @@ class SimDetectorDriver:
         p.on_put("Reset", self._put_reset)
         for name in ("SizeX", "SizeY", "MinX", "MinY", "BinX", "BinY"):
             p.on_put(name, self._region_hook(name))
+        p.on_put("DataType", self._put_data_type)
         for name in ("NumImages", "NumExposures", "PeakNumX", "PeakNumY", "PeakWidthX",
                      "PeakWidthY"):
             p.on_put(name, self._at_least(1))
@@ -134,6 +135,11 @@ class SimDetectorDriver:
             await self.update_array_sizes()
             return value
         return hook
+
+    async def _put_data_type(self, value):
+        await self.params.set("DataType", value)
+        await self.update_array_sizes()
+        return value
 
     async def _put_reset(self, value):
         self.sim.reset()

@@ -1,6 +1,6 @@
 """``beamline shell <beamline>``: IPython with the beamline session.
 
-The namespace holds every device, the plans, ``RE``, ``cat``, ``bl`` and the
+The namespace holds every device, the plans, ``RE``, ``cat`` (``db`` = ``cat.v1``), ``bl`` and the
 usual ``bp``/``bps``/``bpp``; bluesky's magics (``%ct``, ``%wa``, ``%mov``,
 ``%movr``) work on the devices' labels (``%ct scalers`` counts ``scaler1`` and
 prints its named channels); IPython's console log goes to ``<logs>/``.
@@ -28,6 +28,8 @@ def build_namespace(bl) -> dict[str, Any]:
     ns.update(dict(getattr(bl, "plans", {}) or {}))
     ns.update(_devices_of(bl))
     ns.update({"bl": bl, "RE": bl.RE, "cat": bl.cat, "callbacks": bl.callbacks})
+    if hasattr(bl.cat, "v1"):
+        ns["db"] = bl.cat.v1          # the v1 API the training notebooks use
     if hasattr(bl, "findpv"):
         ns["findpv"] = bl.findpv
     return ns
