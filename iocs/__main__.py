@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from . import DEFAULT_PORTS, DEFAULT_PREFIXES, network

@@ -50,7 +50,7 @@ def load_group(group: str, check: Callable[[Any], str | None] | None = None
             reason = check(obj) if check else None
             if reason is None:
                 if ep.name in loaded and loaded[ep.name] is not obj:
-                    reason = f"name already provided by another distribution"
+                    reason = "name already provided by another distribution"
                 else:
                     loaded[ep.name] = obj
                     continue

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 
 from ..server import run_ioc
@@ -30,38 +29,9 @@ def build(prefix: str = "ad:", data_dir: str | None = None,
     return cam, image, hdf
 
 
-def enable_tcp_nodelay() -> None:
-    """Send small CA messages at once (switch off Nagle's algorithm on client sockets).
-
-    asyncio only sets TCP_NODELAY on sockets whose ``proto`` is IPPROTO_TCP, and
-    caproto's listening socket has proto 0, so two monitor updates in a row (e.g.
-    AcquireBusy 1 then 0) waited ~40 ms for the client's delayed ACK.  That capped
-    a triggered detector at ~20 frames/s.  (Belongs in :mod:`iocs.server` for
-    every IOC; kept here until it moves there.)
-    """
-    from caproto.asyncio.server import Context
-
-    if getattr(Context.tcp_handler, "_nodelay", False):
-        return
-    original = Context.tcp_handler
-
-    async def tcp_handler(self, client, addr):
-        sock = client.writer.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        return await original(self, client, addr)
-
-    tcp_handler._nodelay = True
-    Context.tcp_handler = tcp_handler
-
-
 def run(prefix: str = "ad:", port: int = 5066, host: str = "127.0.0.1",
         data_dir: str | None = None) -> None:
     """Serve the ``ad:`` IOC until interrupted."""
     cam, image, hdf = build(prefix, data_dir)
-    enable_tcp_nodelay()
     run_ioc("ad", [cam, image, hdf], port=port, host=host,
             startup_hooks=[cam.startup, hdf.startup])

@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from iocs import DEFAULT_PORTS, network
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     # the CA environment must be set before the first Channel Access call
     network.apply(network.client_environment(network.address_list(ports.values())))
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # databroker 1.2 reading xarray datasets: a library deprecation, not the user's business
+    warnings.filterwarnings("ignore", category=FutureWarning, module="databroker")
     if args.data_dir:
         os.environ["BEAMLINE_DATA_DIR"] = str(Path(args.data_dir).resolve())
 
