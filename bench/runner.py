@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_worker(task: str, args: dict[str, Any], env: dict[str, str],
-               timeout: float = 300.0) -> dict[str, Any]:
+               timeout: float = 600.0, cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     """``python -m bench.worker TASK ARGS_JSON`` in a fresh process; its last
     stdout line is a JSON object of measurements."""
     full_env = dict(os.environ)
@@ -28,7 +28,7 @@ def run_worker(task: str, args: dict[str, Any], env: dict[str, str],
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "bench.worker", task, json.dumps(args)],
-        capture_output=True, text=True, env=full_env, cwd=str(ROOT), timeout=timeout)
+        capture_output=True, text=True, env=full_env, cwd=str(cwd or ROOT), timeout=timeout)
     wall = time.perf_counter() - started
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -40,13 +40,13 @@ def run_worker(task: str, args: dict[str, Any], env: dict[str, str],
 
 
 def median_of(task: str, args: dict[str, Any], env: dict[str, str], repeats: int,
-              progress: str = "") -> dict[str, Any]:
+              progress: str = "", cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     """Median of every numeric field over ``repeats`` fresh-process runs."""
     runs = []
     for i in range(repeats):
         if progress:
             print(f"  {progress} [{i + 1}/{repeats}]", flush=True)
-        runs.append(run_worker(task, args, env))
+        runs.append(run_worker(task, args, env, cwd=cwd))
     merged: dict[str, Any] = {"runs": len(runs)}
     for key in runs[0]:
         values = [r[key] for r in runs if key in r]

@@ -145,8 +145,11 @@ def parse_yaml(text: str, path: Path) -> YamlDocument:
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        context = exc.context or ""
+        if context and exc.context_mark is not None and exc.context_mark is not mark:
+            context += f" that starts at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
         problem = Problem(str(path), f"YAML syntax error: {exc.problem or exc}"
-                          + (f" ({exc.context})" if exc.context else ""),
+                          + (f" ({context})" if context else ""),
                           line=mark.line + 1 if mark else None,
                           column=mark.column + 1 if mark else None)
         raise ConfigError([problem], "cannot read the beamline configuration") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ._common import NUMBER_OR_RANDOM, number, put
+from ._common import NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field, number, put
 
 CONNECT_TIMEOUT = 5.0
 TEMPERATURE_CALC = "A+max(-D,min(D,(B-A)))+C*(RNDM-0.5)"
@@ -66,15 +66,23 @@ def lorentzian_swait(device, reference: str, center: Any = 0, width: Any = 1, sc
     from ophyd import EpicsSignalRO
 
     rng = random.Random(seed)
-    values = {k: number(v, rng) for k, v in
-              dict(center=center, width=width, scale=scale, noise=noise).items()}
-    swait = _connected_swait(_record_prefix(device, record), f"{device.name}_swait")
+    values = {}
+    for key, value in dict(center=center, width=width, scale=scale, noise=noise).items():
+        try:
+            values[key] = number(value, rng)
+        except (TypeError, ValueError):
+            raise SetupValueError(f"{key} {value!r}: expected a number or {{uniform: [low, high]}}") from None
+    prefix = _record_prefix(device, record)
+    check_string_field(reference, f"{prefix}.INAN", "reference PV name")   # before anything is written
+    swait = _connected_swait(prefix, f"{device.name}_swait")
     try:
         put(swait.enable, 1)
         ref = EpicsSignalRO(reference, name=f"{device.name}_reference")   # apstools uses its pvname
         setup_lorentzian_swait(swait, ref, **values)
-        swait.scanning_rate.get(use_monitor=False)   # round trip: the puts above have been taken
+        stored = swait.channels.A.input_pv.get(use_monitor=False)   # round trip: the puts have been taken
         ref.destroy()
+        if stored != reference:
+            raise SetupValueError(f"{prefix}.INAN holds {stored!r} after writing {reference!r}")
     finally:
         swait.destroy()
     logging.getLogger(__name__).info("%s: Lorentzian of %s with %s", device.name, reference,
@@ -85,7 +93,9 @@ def lorentzian_swait(device, reference: str, center: Any = 0, width: Any = 1, sc
 lorentzian_swait.options_schema = {
     "type": "object", "additionalProperties": False, "required": ["reference"],
     "properties": {
-        "reference": {"type": "string", "pattern": "^[^\\s]+$", "description": "PV the peak is a function of, e.g. gp:m1.RBV"},
+        "reference": {"type": "string", "pattern": "^[^\\s]+$", "maxLength": STRING_FIELD_CHARS,
+                      "description": "PV the peak is a function of, e.g. gp:m1.RBV (an EPICS link field: "
+                                     f"at most {STRING_FIELD_CHARS} characters)"},
         "center": NUMBER_OR_RANDOM, "width": NUMBER_OR_RANDOM,
         "scale": NUMBER_OR_RANDOM, "noise": NUMBER_OR_RANDOM,
         "record": {"type": "string", "description": "swait record (default: the device's own PV)"},
@@ -106,11 +116,11 @@ def temperature_swait(device, setpoint: float = 25, noise: float = 1, max_change
     try:
         swait.reset()
         swait.description.put("temperature")
-        swait.channels.A.input_pv.put(f"{prefix}.VAL")    # the previous value
-        swait.channels.B.input_value.put(float(setpoint))
-        swait.channels.C.input_value.put(float(noise))
-        swait.channels.D.input_value.put(float(max_change))
-        swait.channels.E.input_value.put(float(tolerance))
+        put(swait.channels.A.input_pv, f"{prefix}.VAL")    # the previous value
+        put(swait.channels.B.input_value, setpoint)
+        put(swait.channels.C.input_value, noise)
+        put(swait.channels.D.input_value, max_change)
+        put(swait.channels.E.input_value, tolerance)
         put(swait.calculation, TEMPERATURE_CALC)
         put(swait.scanning_rate, scan)
     finally:

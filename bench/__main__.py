@@ -1,0 +1,126 @@
+"""``python -m bench``: the benchmark suite (DESIGN.md §8, issue 7).
+
+Starts its own simulated IOCs on free loopback ports, measures every figure in
+fresh processes (median over repeats), prints a table and writes
+``bench/results.json``.  Ratios compare figures measured in this same run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from iocs import network
+from iocs.launcher import start_iocs
+
+from . import runner
+from .synthetic import motor_database
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _bench_config(directory: Path, database: Path, timeout: float) -> Path:
+    path = directory / f"{database.stem}.yml"
+    path.write_text(
+        "beamline: bench\n"
+        "description: synthetic motors for the scaling benchmark\n"
+        f"happi: {database.name}\n"
+        "allowed_modules: [loader.devices]\n"
+        f"epics: {{connection_timeout: {timeout}}}\n")
+    return path
+
+
+def cold_start(env: dict, repeats: int, cwd: Path) -> dict:
+    print("cold start", flush=True)
+    out = {
+        "floor": runner.median_of("floor", {}, env, repeats, "floor (import ophyd, bluesky, happi)", cwd),
+        "loader": runner.median_of("cold_start", {}, env, repeats, "load_beamline('training')", cwd),
+        "handwritten": runner.median_of("handwritten", {}, env, repeats, "hand-written package", cwd),
+    }
+    loader_s = out["loader"]["process_wall_s"]
+    out["ratio_to_floor"] = loader_s / out["floor"]["process_wall_s"]
+    out["speedup_vs_handwritten"] = out["handwritten"]["process_wall_s"] / loader_s
+    return out
+
+
+def scaling(env: dict, counts: list[int], repeats: int, cwd: Path, timeout: float,
+            baseline_max: int) -> dict:
+    print("scaling", flush=True)
+    rows = []
+    for dead in (0.0, 0.1):
+        for count in counts:
+            db = motor_database(cwd / f"motors_{count}_{int(dead * 100)}.json", count,
+                                dead_fraction=dead)
+            config = _bench_config(cwd, db, timeout)
+            row = {"motors": count, "dead_fraction": dead}
+            row["loader"] = runner.median_of("scaling_loader", {"config": str(config), "timeout": timeout},
+                                             env, repeats, f"loader {count} motors, {dead:.0%} dead", cwd)
+            if count <= baseline_max:
+                row["happi_baseline"] = runner.median_of(
+                    "scaling_happi", {"database": str(db), "timeout": timeout}, env,
+                    1 if count >= 300 else repeats, f"happi load_devices {count} motors, {dead:.0%} dead", cwd)
+                row["speedup"] = row["happi_baseline"]["seconds"] / row["loader"]["seconds"]
+            rows.append(row)
+    return {"rows": rows, "connection_timeout": timeout}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=["cold", "scaling", "scan", "detector"], action="append")
+    parser.add_argument("--counts", default="16,100,300,1000")
+    parser.add_argument("--baseline-max", type=int, default=300,
+                        help="largest motor count also loaded through plain happi (slow)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="connection timeout for scaling")
+    args = parser.parse_args(argv)
+    only = set(args.only or ["cold", "scaling", "scan", "detector"])
+    counts = [int(c) for c in args.counts.split(",")]
+
+    ports = {"gp": network.free_port(), "ad": network.free_port()}
+    scale_port = network.free_port()
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    data = work / "data"
+    data.mkdir()
+    env = dict(network.client_environment(network.address_list(ports.values())))
+    env.update(BEAMLINE_DATA_DIR=str(data), MPLBACKEND="Agg")
+    scale_env = dict(network.client_environment(network.address_list([scale_port])))
+    results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                                 "platform": platform.platform(),
+                                 "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S"), "repeats": args.repeats}
+    iocs = start_iocs(ports, data_dir=data, log_dir=work)
+    try:
+        if "cold" in only:
+            results["cold_start"] = cold_start(env, args.repeats, work)
+        if "scan" in only:
+            print("scan overhead", flush=True)
+            results["scan_overhead"] = runner.median_of("scan_overhead", {"points": 500}, env,
+                                                        max(1, args.repeats // 2), "scan/count 500 points", work)
+        if "detector" in only:
+            print("detector rate", flush=True)
+            results["detector_rate"] = runner.median_of("detector_rate", {"frames": 100}, env,
+                                                        max(1, args.repeats // 2), "adsimdet 100 frames", work)
+        if "scaling" in only:
+            scale_iocs = start_iocs({"gp": scale_port}, log_dir=work,
+                                    extra_args={"gp": ["--motors", str(max(counts))]})
+            try:
+                results["scaling"] = scaling(scale_env, counts, max(1, args.repeats // 2 + 1), work,
+                                             args.timeout, args.baseline_max)
+            finally:
+                for ioc in scale_iocs:
+                    ioc.stop()
+    finally:
+        for ioc in iocs:
+            ioc.stop()
+    runner.write_results(RESULTS, results)
+    from .report import table
+    print(table(results))
+    print(f"\nwrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

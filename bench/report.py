@@ -1,0 +1,47 @@
+"""The benchmark table printed by ``python -m bench`` (and pasted into BENCHMARKS.md)."""
+from __future__ import annotations
+
+
+def _s(x: float) -> str:
+    return f"{x:.2f} s"
+
+
+def table(results: dict) -> str:
+    lines = []
+    m = results.get("machine", {})
+    lines.append(f"machine: {m.get('cores')} cores, {m.get('memory_gb')} GiB, Python {m.get('python')}; "
+                 f"median of {results.get('repeats')} fresh processes unless noted")
+    cold = results.get("cold_start")
+    if cold:
+        lines += ["", "| cold start | wall | peak RSS |", "|---|---|---|"]
+        for key, label in (("floor", "(a) import ophyd+bluesky+happi"),
+                           ("loader", "load_beamline('training') + session"),
+                           ("handwritten", "(b) hand-written package")):
+            r = cold[key]
+            lines.append(f"| {label} | {_s(r['process_wall_s'])} | {r['peak_rss_mb']:.0f} MB |")
+        phases = {k[6:]: v for k, v in cold["loader"].items() if k.startswith("phase_")}
+        lines.append("")
+        lines.append("loader phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+        lines.append(f"loader / floor = {cold['ratio_to_floor']:.2f}x (target <= 1.6); "
+                     f"hand-written / loader = {cold['speedup_vs_handwritten']:.1f}x (target >= 3)")
+    scan = results.get("scan_overhead")
+    if scan:
+        lines += ["", "| scan overhead (500 points) | bare RunEngine | full session | kept |", "|---|---|---|---|"]
+        for kind in ("scan", "count"):
+            lines.append(f"| {kind} | {scan[f'{kind}_bare_points_per_s']:.0f} pts/s | "
+                         f"{scan[f'{kind}_session_points_per_s']:.0f} pts/s | {scan[f'{kind}_ratio']:.0%} |")
+    det = results.get("detector_rate")
+    if det:
+        lines += ["", f"detector: {det['frames_per_s']:.1f} frames/s written (1024x1024 into HDF5, catalogued run; "
+                  f"target >= 20), read back {det['read_mb_per_s']:.0f} MB/s (target >= 100)"]
+    scaling = results.get("scaling")
+    if scaling:
+        lines += ["", f"| motors | dead | loader | happi load_devices + wait | speed-up |", "|---|---|---|---|---|"]
+        for row in scaling["rows"]:
+            base = row.get("happi_baseline")
+            lines.append(f"| {row['motors']} | {row['dead_fraction']:.0%} | {_s(row['loader']['seconds'])} "
+                         f"({row['loader']['connected']} ok) | "
+                         + (f"{_s(base['seconds'])} ({base['connected']} ok) | {row['speedup']:.1f}x |"
+                            if base else "not run | |"))
+        lines.append(f"(connection timeout {scaling['connection_timeout']} s)")
+    return "\n".join(lines)

@@ -1,0 +1,185 @@
+"""``python -m bench.worker TASK ARGS_JSON``: one measurement in a fresh process.
+
+Prints one JSON line of results.  Imports are inside the tasks so that the
+import cost is part of what is measured.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+T_PROCESS = time.perf_counter()
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def floor(args: dict) -> dict:
+    """Baseline (a): a process that only imports ophyd, bluesky and happi."""
+    import bluesky  # noqa: F401
+    import happi  # noqa: F401
+    import ophyd  # noqa: F401
+    return {"seconds": time.perf_counter() - T_PROCESS, "peak_rss_mb": _rss_mb()}
+
+
+def cold_start(args: dict) -> dict:
+    """``load_beamline`` with every device connected and set up, plus the session."""
+    from loader import load_beamline
+    t_import = time.perf_counter() - T_PROCESS
+    bl = load_beamline(args.get("beamline", "training"), config=args.get("config"),
+                       session=args.get("session", True))
+    total = time.perf_counter() - T_PROCESS
+    failed = [row.name for row in bl.status().failed]
+    out = {"seconds": total, "peak_rss_mb": _rss_mb(), "loader_import": t_import,
+           "devices": len(bl.devices), "failed": failed}
+    out.update({f"phase_{k}": v for k, v in bl.timings.items()})
+    return out
+
+
+def handwritten(args: dict) -> dict:
+    """Baseline (b): the same devices as a hand-written instrument package builds
+    them: one module after another, each device waits for its own connection
+    (ophyd's default path), setup done in turn, then the same session."""
+    import importlib
+    from pathlib import Path
+
+    from loader.config import find_config
+    from loader.happi_db import select_items
+    from loader.instantiate import instantiate
+    from loader.setup_runner import SetupContext, available_actions, run_setups
+    from loader.validation import validate
+
+    path = find_config(args.get("beamline", "training"), args.get("config"))
+    report = validate(config=path, import_classes=False)
+    config = report.config
+    from loader.epics_env import apply_epics_defaults
+    apply_epics_defaults(config.get("epics"))
+    items = select_items(report.database.docs, config["beamline"], None, skip={})
+    timeout = float(args.get("timeout", 10))
+    devices = {}
+    failed = []
+    for item in items:              # "one module after another"
+        module, _, attr = item.device_class.rpartition(".")
+        cls = getattr(importlib.import_module(module), attr)
+        try:
+            obj = instantiate(item, cls)
+            obj.wait_for_connection(timeout=timeout)
+        except Exception:
+            failed.append(item.name)
+            continue
+        devices[item.name] = obj
+    actions, _ = available_actions()
+    context = SetupContext(config["beamline"], Path(path), config, devices)
+    for name in devices:            # setup in turn, device by device
+        steps = (config.get("setup") or {}).get(name)
+        if steps:
+            errors, _ = run_setups({name: devices[name]}, {name: steps}, actions, context)
+            failed += [n for n, e in errors.items() if e]
+    session_s = 0.0
+    if args.get("session", True):
+        from loader.beamline import Beamline
+        from loader.session import build_session
+        t0 = time.perf_counter()
+        bl = Beamline(config["beamline"], path, session=True)
+        bl.devices = devices
+        bl.config = config
+        build_session(bl, config)
+        session_s = time.perf_counter() - t0
+    return {"seconds": time.perf_counter() - T_PROCESS, "peak_rss_mb": _rss_mb(),
+            "devices": len(devices), "failed": failed, "phase_session": session_s}
+
+
+def scaling_loader(args: dict) -> dict:
+    """Our loader on a synthetic database of ``count`` motors."""
+    from loader import load_beamline
+    bl = load_beamline("bench", config=args["config"], session=False, timeout=args["timeout"])
+    rows = bl.status()
+    return {"seconds": time.perf_counter() - T_PROCESS, "load_seconds": bl.timings.get("total", 0.0),
+            "connected": sum(r.ok for r in rows), "not_connected": len(rows.failed),
+            "peak_rss_mb": _rss_mb()}
+
+
+def scaling_happi(args: dict) -> dict:
+    """Baseline: ``happi.loader.load_devices`` + ``wait_for_connection`` per device."""
+    import happi
+    from happi.loader import load_devices
+    t0 = time.perf_counter()
+    client = happi.Client(path=args["database"])
+    items = client.search(beamline="bench")
+    ns = load_devices(*[r.item for r in items], pprint=False, use_cache=False, threaded=False)
+    connected = not_connected = 0
+    for name in [r.item.name for r in items]:
+        obj = getattr(ns, name, None)
+        try:
+            obj.wait_for_connection(timeout=args["timeout"])
+            connected += 1
+        except Exception:
+            not_connected += 1
+    return {"seconds": time.perf_counter() - T_PROCESS, "load_seconds": time.perf_counter() - t0,
+            "connected": connected, "not_connected": not_connected, "peak_rss_mb": _rss_mb()}
+
+
+def scan_overhead(args: dict) -> dict:
+    """Points/s of a scan and a count, full session vs a bare RunEngine."""
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+
+    from loader import load_beamline
+    bl = load_beamline("training", config=args.get("config"),
+                       labels=["motor", "detectors", "simulator", "positioner"])
+    points = int(args.get("points", 500))
+    noisy, m1, temperature = bl["noisy"], bl["m1"], bl["temperature"]
+    m1.velocity.put(1000)        # the point is overhead per point, not motor travel
+    bare = RunEngine({})
+    out = {}
+    for label, RE in (("bare", bare), ("session", bl.RE)):
+        t0 = time.perf_counter()
+        RE(bp.scan([noisy], m1, -1, 1, points))
+        out[f"scan_{label}_points_per_s"] = points / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        RE(bp.count([noisy, temperature], num=points))
+        out[f"count_{label}_points_per_s"] = points / (time.perf_counter() - t0)
+    out["scan_ratio"] = out["scan_session_points_per_s"] / out["scan_bare_points_per_s"]
+    out["count_ratio"] = out["count_session_points_per_s"] / out["count_bare_points_per_s"]
+    return out
+
+
+def detector_rate(args: dict) -> dict:
+    """adsimdet frames/s into HDF5 through a catalogued run, and read-back MB/s."""
+    import bluesky.plans as bp
+    import databroker
+
+    from loader import load_beamline
+    bl = load_beamline("training", config=args.get("config"), labels=["area_detector"])
+    frames = int(args.get("frames", 50))
+    det = bl["adsimdet"]
+    det.cam.acquire_time.put(0.001)
+    det.cam.acquire_period.put(0.001)
+    t0 = time.perf_counter()
+    (uid,) = bl.RE(bp.count([det], num=frames))
+    write_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    data = databroker.catalog[bl.config["catalog"]][uid].primary.read()
+    key = [k for k in data.data_vars if k.endswith("_image")][0]
+    array = data[key].values
+    read_s = time.perf_counter() - t0
+    return {"frames": frames, "frames_per_s": frames / write_s,
+            "read_mb_per_s": array.nbytes / 1e6 / read_s, "shape": list(array.shape)}
+
+
+TASKS = {f.__name__: f for f in (floor, cold_start, handwritten, scaling_loader, scaling_happi,
+                                  scan_overhead, detector_rate)}
+
+
+def main() -> None:
+    task, args = sys.argv[1], json.loads(sys.argv[2])
+    result = TASKS[task](args)
+    print(json.dumps(result), flush=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
