@@ -48,6 +48,7 @@ class _Request:
     callback: MetadataCallback
     deadline: float
     ftypes: tuple[int, ...] = field(default=())
+    cache: object = None        # pyepics' cache entry of the channel, where replies land
 
 
 class MetadataBatcher:
@@ -101,6 +102,7 @@ class MetadataBatcher:
                 raise ca.ChannelAccessException("not connected")
             request.ftypes = (ca.promote_type(chid, use_time=True),
                               ca.promote_type(chid, use_ctrl=True))
+            request.cache = ca.get_cache(request.pv.pvname)
             for ftype in request.ftypes:
                 ca.get_with_metadata(chid, ftype=ftype, count=1, wait=False)
             return True
@@ -124,7 +126,8 @@ class MetadataBatcher:
 
     @staticmethod
     def _state(request: _Request) -> str:
-        entry = ca.get_cache(request.pv.pvname)
+        # plain attribute reads: this runs for every pending request each poll
+        entry = request.cache
         if entry is None:
             return "gone"
         for ftype in request.ftypes:

@@ -58,16 +58,20 @@ def _pairs_keeping_duplicates(pairs):
     return result
 
 
-def _key_lines(text: str, keys: Iterable[str]) -> dict[str, int]:
-    """Line of each top-level ``"key":`` in the JSON text (first occurrence)."""
-    lines: dict[str, int] = {}
+def _key_lines(text: str, keys: Iterable[str], every: bool = False) -> dict:
+    """Line of each top-level ``"key":`` in the JSON text (first occurrence; with
+    ``every``, the list of all its lines)."""
+    lines: dict = {}
     wanted = set(keys)
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped.startswith('"'):
             key = stripped[1:].split('"', 1)[0]
-            if key in wanted and key not in lines and line[: len(line) - len(line.lstrip())] in ("", " " * 4, " " * 2, "\t"):
-                lines[key] = number
+            if key in wanted and line[: len(line) - len(line.lstrip())] in ("", " " * 4, " " * 2, "\t"):
+                if every:
+                    lines.setdefault(key, []).append(number)
+                elif key not in lines:
+                    lines[key] = number
     return lines
 
 
@@ -93,8 +97,11 @@ def read_database(path: str | os.PathLike) -> Database:
                                    f"mapping ids to entries, not {type(raw).__name__}", line=1))
         return db
     for dup in raw.pop("\0duplicates", []):
-        db.problems.append(Problem(str(path), f"entry id {dup!r} appears more than once; "
-                                   "JSON keeps only the last", scope="entry", device=dup))
+        lines = _key_lines(text, [dup], every=True).get(dup, [])
+        db.problems.append(Problem(str(path), f"entry id {dup!r} appears more than once"
+                                   + (f" (lines {', '.join(map(str, lines))})" if len(lines) > 1 else "")
+                                   + "; JSON keeps only the last", scope="entry",
+                                   line=lines[-1] if lines else None, device=dup))
     for value in raw.values():
         if isinstance(value, dict):
             value.pop("\0duplicates", None)

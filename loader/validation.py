@@ -291,9 +291,18 @@ def check_session_names(config: dict, doc: YamlDocument) -> list[Problem]:
                                     f"catalogs declared in {CATALOG_DIR}: {', '.join(sorted(known))}",
                                     scope="advice", line=doc.line_of(("catalog",)), path="catalog"))
     names = {ep.name for ep in entry_points(group=CALLBACKS)}
+    wanted = [s.get("name") for s in config.get("callbacks") or [] if isinstance(s, dict)]
+    broken = {}
+    if any(isinstance(n, str) and n in names for n in wanted):
+        from .plugins import load_group, must_be_callable
+        broken = {e.name: e for e in load_group(CALLBACKS, must_be_callable)[1]}
     for i, spec in enumerate(config.get("callbacks") or []):
         name = spec.get("name") if isinstance(spec, dict) else None
-        if isinstance(name, str) and name not in names:
+        if isinstance(name, str) and name in broken and spec.get("enabled", True) is not False:
+            problems.append(Problem(str(doc.path), f"callback {name!r} is installed but unusable: "
+                                    f"{broken[name].reason}", scope="advice",
+                                    line=doc.line_of(("callbacks", i, "name")), path=f"callbacks[{i}].name"))
+        elif isinstance(name, str) and name not in names:
             problems.append(Problem(str(doc.path), f"unknown callback {name!r}{_suggest(name, names)}; "
                                     f"known: {', '.join(sorted(names))}", scope="advice",
                                     line=doc.line_of(("callbacks", i, "name")), path=f"callbacks[{i}].name"))
@@ -315,14 +324,28 @@ def check_action_options(action, step: dict) -> list[tuple[tuple, str]]:
     if not schema:
         return []
     options = {k: v for k, v in step.items() if k != "action"}
-    original_keys = {str(k): k for k in options}
     found = []
     for error in _validator(schema).iter_errors(_json_keys(options)):
         for keys, message in _explain(error):
-            if keys and keys[0] in original_keys:
-                keys = (original_keys[keys[0]],) + keys[1:]
-            found.append((keys, message))
+            if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
+                keys = keys + (error.instance,)          # the offending key itself has a line
+            found.append((_original_keys(options, keys), message))
     return found
+
+
+def _original_keys(value: Any, keys: tuple) -> tuple:
+    """``keys`` (strings, as JSON Schema saw them) back to the YAML's own keys (e.g. ints),
+    so the line of a channel number can be found."""
+    result = []
+    for key in keys:
+        if isinstance(value, dict):
+            original = next((k for k in value if str(k) == str(key)), key)
+            result.append(original)
+            value = value.get(original)
+        else:
+            result.append(key)
+            value = value[key] if isinstance(value, list) and isinstance(key, int) and key < len(value) else None
+    return tuple(result)
 
 
 # -- everything ---------------------------------------------------------------

@@ -112,8 +112,17 @@ def temperature_swait(device, setpoint: float = 25, noise: float = 1, max_change
     period the readback (VAL) moves towards the setpoint (B) by at most
     ``max_change`` (D), plus ``noise`` (C); ``tolerance`` (E) says when it is there."""
     prefix = _record_prefix(device, record)
+    numbers_in = {"setpoint": ("B", setpoint), "noise": ("C", noise),
+                  "max_change": ("D", max_change), "tolerance": ("E", tolerance)}
+    for option, (letter, value) in numbers_in.items():      # checked before anything is written
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SetupValueError(f"{option} {value!r}: {value!r} is not a number; field "
+                                  f"{prefix}.{letter} is numeric (expected a number)")
     swait = _connected_swait(prefix, f"{device.name}_swait")
     try:
+        if scan not in swait.scanning_rate.enum_strs:
+            raise SetupValueError(f"scan {scan!r} is not a choice of the menu field {prefix}.SCAN "
+                                  f"(expected one of: {', '.join(map(repr, swait.scanning_rate.enum_strs))})")
         swait.reset()
         swait.description.put("temperature")
         put(swait.channels.A.input_pv, f"{prefix}.VAL")    # the previous value
