@@ -23,23 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.ioc == "all":
-        from .launcher import start_iocs
+        from .launcher import serve_foreground
         base = args.port or DEFAULT_PORTS["gp"]
         ports = {"gp": base, "ad": base + 2 if args.port else DEFAULT_PORTS["ad"]}
-        iocs = start_iocs(ports, data_dir=args.data_dir,
-                          extra_args={"gp": ["--motors", str(args.motors)]})
-        for ioc in iocs:
-            print(ioc.ready_line, flush=True)
-        print("EPICS_CA_ADDR_LIST=" + network.address_list(ports.values()), flush=True)
-        try:
-            for ioc in iocs:
-                ioc.process.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            for ioc in iocs:
-                ioc.stop()
-        return 0
+        return serve_foreground(ports, data_dir=args.data_dir, motors=args.motors)
     port = args.port or DEFAULT_PORTS[args.ioc]
     prefix = args.prefix or DEFAULT_PREFIXES[args.ioc]
     if args.ioc == "gp":

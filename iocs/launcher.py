@@ -146,3 +146,30 @@ def start_iocs(ports: dict[str, int], data_dir: str | os.PathLike | None = None,
             ioc.stop()
         raise
     return started
+
+
+def serve_foreground(ports: dict[str, int], data_dir: str | os.PathLike | None = None,
+                     motors: int = 16) -> int:
+    """Start the IOCs, print how to reach them, and keep them until Ctrl-C or SIGTERM
+    (either stops every child, so nothing is left running)."""
+    iocs = start_iocs(ports, data_dir=data_dir, extra_args={"gp": ["--motors", str(motors)]})
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        for ioc in iocs:
+            print(ioc.ready_line, flush=True)
+        print("export EPICS_CA_AUTO_ADDR_LIST=NO "
+              f"EPICS_CA_ADDR_LIST='{network.address_list(ports.values())}'", flush=True)
+        print("Ctrl-C stops them.", flush=True)
+        for ioc in iocs:
+            ioc.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for ioc in iocs:
+            ioc.stop()
+    return 0

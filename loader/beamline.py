@@ -128,6 +128,7 @@ class Beamline(Mapping):
         self.session_error: str | None = None
         self.plugin_errors: list = []
         self.RE = self.cat = self.session = None
+        self.paths: dict[str, Path] = {}           # resolved config paths (set by the session)
         self.plans: dict = {}
         self.callbacks: dict = {}
         self._items: dict[str, Any] = {}           # name -> happi item of loaded/pending devices
@@ -253,6 +254,11 @@ class Beamline(Mapping):
         t_start = time.monotonic()
         self.timings = {}
         report = self._validate()
+        if self.want_session and self.session is None:
+            # problems met while loading reach the session's log file too
+            from .logging_setup import setup_logging
+            from .session import resolve_paths
+            setup_logging(resolve_paths(self.config.get("paths"))["logs"])
         apply_epics_defaults(self.config.get("epics"))
         items, invalid = self._selected(report)
         self.timings["validate"] = time.monotonic() - t_start

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("beamline")
     p.add_argument("--config", default=None)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--gp-port", type=int, default=None, help="gp: IOC port (default: from $EPICS_CA_ADDR_LIST, else 5064)")
+    p.add_argument("--ad-port", type=int, default=None, help="ad: IOC port (default: from $EPICS_CA_ADDR_LIST, else 5066)")
 
     p = sub.add_parser("findpv", help="which loaded objects read or write a PV")
     p.add_argument("pv")

@@ -328,7 +328,7 @@ def test_load_skips_bad_plugins(bad_plugins, gp_ioc, tmp_path):
     cfg, _ = copy_config(tmp_path)
     config = yaml.safe_load(cfg.read_text())
     config["setup"] = {"noisy": [{"action": "wrong_return"}], "m1": [{"action": "not_an_action"}]}
-    config["callbacks"] = [{"name": "catalog"}, {"name": "not_a_callback"}]
+    config["callbacks"] = [{"name": "catalog"}, {"name": "not_a_callback"}, {"name": "wrong_callback"}]
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     with data_directory(tmp_path / "data"):
         bl = load_beamline("training", config=cfg, labels=["simulator", "motor"], timeout=20)
@@ -342,8 +342,10 @@ def test_load_skips_bad_plugins(bad_plugins, gp_ioc, tmp_path):
             assert "broken_plan" in problems and "not_a_plan" in problems and "not_a_callback" in problems
             assert "two_pass_scan" in bl.plans and "broken_plan" not in bl.plans
             assert "catalog" in bl.callbacks and "not_a_callback" not in bl.callbacks
+            assert "wrong_callback" in problems and "wrong_callback" not in bl.callbacks
         finally:
-            bl.RE.unsubscribe_all() if hasattr(bl.RE, "unsubscribe_all") else None
+            for device in bl.devices.values():
+                device.destroy()
 
 
 # -- values a setup action writes over Channel Access ---------------------------

@@ -8,3 +8,8 @@ NOT_AN_ACTION = "motor_srev"                      # loader.setups wants a callab
 def wrong_return(device):
     """A setup action returning a list where a mapping of exports (or None) is expected."""
     return [device]
+
+
+def returns_a_string(beamline, **options):
+    """A callback factory returning something that is not a callback."""
+    return "not a callback"
