@@ -50,6 +50,7 @@ setup(
             "temperature_swait = loader.setups.swait:temperature_swait",
             "enable_calcs = loader.setups.swait:enable_calcs",
             "ad_file_paths = loader.setups.area_detector:ad_file_paths",
+            "ad_peak_simulation = loader.setups.area_detector:ad_peak_simulation",
         ],
         "loader.callbacks": [
             "catalog = loader.callbacks.catalog:catalog_writer",

@@ -143,6 +143,12 @@ def parse_yaml(text: str, path: Path) -> YamlDocument:
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = Problem(str(path), f"YAML tag refused: {exc.problem}; beamline configuration is read "
+                          "with a safe loader (plain YAML data only: no Python objects, nothing is run)",
+                          line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None)
+        raise ConfigError([problem], "cannot read the beamline configuration") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         context = exc.context or ""

@@ -71,3 +71,13 @@ def must_be_generator_function(obj: Any) -> str | None:
     if inspect.isgeneratorfunction(obj) or (callable(obj) and not inspect.isclass(obj)):
         return None
     return f"expected a plan (generator function), got {type(obj).__name__}"
+
+
+def callback_problem(made: Any) -> str | None:
+    """Why what a callback factory returned cannot be subscribed (``None`` when it can):
+    a callable ``(name, doc)``, an object with a callable ``receiver``, or a list of those."""
+    for each in made if isinstance(made, (list, tuple)) else [made]:
+        receiver = getattr(each, "receiver", each)
+        if not callable(receiver):
+            return f"the factory returned {type(each).__name__} {each!r}, expected a callback (name, doc) -> None"
+    return None

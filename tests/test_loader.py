@@ -140,6 +140,26 @@ def test_area_detector_paths_under_the_data_dir(training, tmp_path_factory):
     assert Path(hdf1.write_path_template.split("%Y")[0]).is_dir()
 
 
+def test_area_detector_spot_is_random_visible_and_dithered(training):
+    """As in the training instrument: a spot centred in 100..900, bright enough to
+    see, whose centre gp:userCalc9/10 move by a few pixels."""
+    import numpy as np
+    cam = training.adsimdet.cam
+    x0, y0 = cam.peak_start.peak_start_x.get(use_monitor=False), cam.peak_start.peak_start_y.get(use_monitor=False)
+    assert 95 <= x0 <= 905 and 95 <= y0 <= 905
+    assert 100 <= cam.gain.get() <= 250
+    assert epics.caget("gp:userCalc9.OUTN") == "ad:cam1:PeakStartX"
+    assert epics.caget("gp:userCalc10.OUTN") == "ad:cam1:PeakStartY"
+    wait_for(lambda: cam.peak_start.peak_start_x.get(use_monitor=False) != x0
+             or cam.peak_start.peak_start_y.get(use_monitor=False) != y0, timeout=10, message="dither")
+    cam.image_mode.put("Single", wait=True)
+    cam.acquire.put(1, wait=True, timeout=10)
+    frame = np.asarray(epics.caget("ad:image1:ArrayData", timeout=10)).reshape(1024, 1024)
+    y, x = np.unravel_index(np.argmax(frame), frame.shape)
+    assert frame.max() > 50, "the spot is too faint to see"
+    assert abs(x - cam.peak_start.peak_start_x.get()) < 10 and abs(y - cam.peak_start.peak_start_y.get()) < 10
+
+
 def test_session_and_namespace(gp_ioc, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BEAMLINE_DATA_DIR", str(tmp_path / "data"))

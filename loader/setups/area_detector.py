@@ -1,4 +1,5 @@
-"""``ad_file_paths``: where an area detector's HDF5 files are written and read.
+"""Area detector setup: ``ad_file_paths`` (where HDF5 files are written and read)
+and ``ad_peak_simulation`` (the ADSimDetector's spot, as the training instrument sets it).
 
 By default both paths are ``<paths.data>/<subdirectory>/%Y/%m/%d/`` (the session's
 data directory, ``$BEAMLINE_DATA_DIR`` overriding the YAML), because IOC and
@@ -7,8 +8,13 @@ session share a file system here.  For an IOC on another host give
 """
 from __future__ import annotations
 
+import operator
 import os
+import random
 from pathlib import Path
+from typing import Any
+
+from ._common import NUMBER_OR_RANDOM, SetupValueError, check_string_field, number, put
 
 options_schema = {
     "type": "object", "additionalProperties": False,
@@ -42,3 +48,61 @@ def ad_file_paths(device, context=None, subdirectory: str = "", dated: bool = Tr
 
 
 ad_file_paths.options_schema = options_schema
+
+
+# -- ad_peak_simulation ---------------------------------------------------------
+
+def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 100,
+                       noise: Any = 0, dither_x: str | None = None, dither_y: str | None = None,
+                       dither_pixels: float = 3, dither_scan: str = "1 second",
+                       seed: int | None = None) -> dict:
+    """The ADSimDetector spot of the training instrument: one peak whose centre,
+    width, intensity and noise are drawn at random each load, its centre dithered
+    by a few pixels by two swait records (``dither_x``/``dither_y``, e.g.
+    ``gp:userCalc9``) that write ``PeakStartX``/``PeakStartY`` over CA."""
+    from .swait import _connected_swait
+
+    rng = random.Random(seed)
+    try:
+        cx, cy = number(center, rng), number(center, rng)
+        w, g, n = number(width, rng), number(gain, rng), number(noise, rng)
+    except (TypeError, ValueError):
+        raise SetupValueError("center, width, gain and noise must be numbers or {uniform: [low, high]}") from None
+    cam = device.cam
+    put(cam.sim_mode, "Peaks")
+    for attr, value in (("peak_num.peak_num_x", 1), ("peak_num.peak_num_y", 1),
+                        ("peak_start.peak_start_x", int(cx)), ("peak_start.peak_start_y", int(cy)),
+                        ("peak_width.peak_width_x", int(w)), ("peak_width.peak_width_y", int(w)),
+                        ("gain", g), ("noise", n)):
+        put(operator.attrgetter(attr)(cam), value)
+    for record, axis, centre in ((dither_x, "X", int(cx)), (dither_y, "Y", int(cy))):
+        if not record:
+            continue
+        target = f"{cam.prefix}PeakStart{axis}"
+        check_string_field(target, f"{record}.OUTN", "dither output PV name")
+        swait = _connected_swait(record, f"{device.name}_dither_{axis.lower()}")
+        try:
+            put(swait.enable, 1)
+            put(swait.description, f"{device.name} spot {axis} dither")
+            put(swait.channels.A.input_value, centre)
+            put(swait.channels.B.input_value, float(dither_pixels))
+            put(swait.calculation, "A+B*(RNDM-0.5)")
+            put(swait.output_link_pv, target)
+            put(swait.scanning_rate, dither_scan)
+        finally:
+            swait.destroy()
+    return {}
+
+
+ad_peak_simulation.options_schema = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "center": NUMBER_OR_RANDOM, "width": NUMBER_OR_RANDOM,
+        "gain": NUMBER_OR_RANDOM, "noise": NUMBER_OR_RANDOM,
+        "dither_x": {"type": "string", "description": "swait record dithering PeakStartX, e.g. gp:userCalc9"},
+        "dither_y": {"type": "string", "description": "swait record dithering PeakStartY, e.g. gp:userCalc10"},
+        "dither_pixels": {"type": "number", "minimum": 0},
+        "dither_scan": {"type": "string"},
+        "seed": {"type": "integer", "description": "fix the random draws"},
+    },
+}
