@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from bluesky import RunEngine
 
+from . import watchdog
 from .persistent_md import PersistentMetadata
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def make_run_engine(config_md: Mapping[str, Any] | None = None,
     store: Any = PersistentMetadata(Path(metadata_dir)) if metadata_dir else {}
     kwargs.setdefault("scan_id_source", persistent_scan_id)
     RE = RunEngine(store, **kwargs)
+    watchdog.install(RE)   # a status whose IOC dies fails instead of hanging the RunEngine
     md = session_metadata(config_md)
     versions = dict(RE.md.get("versions", {}))
     versions.update(md.pop("versions"))

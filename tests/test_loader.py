@@ -152,8 +152,13 @@ def test_area_detector_spot_is_random_visible_and_dithered(training):
     assert epics.caget("gp:userCalc10.OUTN") == "ad:cam1:PeakStartY"
     wait_for(lambda: cam.peak_start.peak_start_x.get(use_monitor=False) != x0
              or cam.peak_start.peak_start_y.get(use_monitor=False) != y0, timeout=10, message="dither")
-    cam.image_mode.put("Single", wait=True)
+    for pv, value in (("ImageMode", "Single"), ("NumImages", 1), ("MinX", 0), ("MinY", 0),
+                      ("BinX", 1), ("BinY", 1), ("SizeX", 1024), ("SizeY", 1024)):
+        epics.caput(f"ad:cam1:{pv}", value, wait=True)    # whatever earlier tests left
+    counter = epics.caget("ad:image1:ArrayCounter_RBV", use_monitor=False)
     cam.acquire.put(1, wait=True, timeout=10)
+    wait_for(lambda: epics.caget("ad:image1:ArrayCounter_RBV", use_monitor=False) > counter,
+             timeout=5, message="image1 to receive the frame")
     frame = np.asarray(epics.caget("ad:image1:ArrayData", timeout=10)).reshape(1024, 1024)
     y, x = np.unravel_index(np.argmax(frame), frame.shape)
     assert frame.max() > 50, "the spot is too faint to see"

@@ -14,7 +14,7 @@ from typing import Optional
 from ..calc_engine import CalcExpression
 from ..links import LinkStatus, LinkTarget, OutputLink
 from ..records import Record, Scanner
-from .swait import LETTERS, CalcRecordLogic, enable_record, output_allowed
+from .swait import LETTERS, CalcRecordLogic, enabled_records, output_allowed
 
 COUNT = 10
 LINK_MENU = ("Ext PV NC", "Ext PV OK", "Local PV", "Constant")
@@ -156,11 +156,4 @@ def _process_on_change(link_text: str, scan: str) -> bool:
 
 def build(prefix: str, count: int = COUNT, **options) -> list:
     """``{prefix}userCalcOutEnable``, ``userCalcOut1..N`` and their ``...Enable``."""
-    group_enable = enable_record(f"{prefix}userCalcOutEnable")
-    records = [group_enable]
-    for n in range(1, count + 1):
-        own_enable = enable_record(f"{prefix}userCalcOut{n}Enable")
-        record, _ = calcout_record(f"{prefix}userCalcOut{n}", [group_enable, own_enable])
-        record.initial("DESC", f"userCalcOut{n}")
-        records += [own_enable, record]
-    return records
+    return enabled_records(prefix, "userCalcOut", count, calcout_record)

@@ -225,13 +225,20 @@ def _precision_hook(record: Record, fields: tuple):
     return hook
 
 
-def build(prefix: str, count: int = COUNT, **options) -> list:
-    """``{prefix}userCalcEnable``, ``userCalc1..N`` and ``userCalc1Enable..NEnable``."""
-    group_enable = enable_record(f"{prefix}userCalcEnable")
+def enabled_records(prefix: str, stem: str, count: int, make_record: Callable) -> list:
+    """``{prefix}{stem}Enable`` plus ``{stem}1..N`` with their own ``{stem}NEnable``:
+    the synApps layout of userCalc and userCalcOut records, each processing only
+    while both its group's and its own enable are on."""
+    group_enable = enable_record(f"{prefix}{stem}Enable")
     records = [group_enable]
     for n in range(1, count + 1):
-        own_enable = enable_record(f"{prefix}userCalc{n}Enable")
-        record, _ = swait_record(f"{prefix}userCalc{n}", [group_enable, own_enable])
-        record.initial("DESC", f"userCalc{n}")
+        own_enable = enable_record(f"{prefix}{stem}{n}Enable")
+        record, _ = make_record(f"{prefix}{stem}{n}", [group_enable, own_enable])
+        record.initial("DESC", f"{stem}{n}")
         records += [own_enable, record]
     return records
+
+
+def build(prefix: str, count: int = COUNT, **options) -> list:
+    """``{prefix}userCalcEnable``, ``userCalc1..N`` and ``userCalc1Enable..NEnable``."""
+    return enabled_records(prefix, "userCalc", count, swait_record)

@@ -46,9 +46,10 @@ def configure_shell(shell, bl) -> None:
     from bluesky.utils import ProgressBarManager
 
     from loader.logging_setup import start_console_log
+    from loader.watchdog import set_waiting_hook
 
     shell.register_magics(BlueskyMagics)
-    bl.RE.waiting_hook = ProgressBarManager()
+    set_waiting_hook(bl.RE, ProgressBarManager())   # behind the disconnect watchdog
     start_console_log(shell, bl.paths["logs"])
 
 

@@ -100,6 +100,7 @@ class SimDetectorV34(SingleTrigger_V34, SimDetector):
         self.hdf1.write_path_template = write_path_template
         self.hdf1.read_path_template = read_path_template or write_path_template
         self.read_attrs = ["hdf1"]
+        self.cam.stage_sigs["num_images"] = 1      # one frame per trigger, whatever the IOC had
 
     def trigger(self):
         """Start one acquisition; the status finishes when AcquireBusy returns to Done.
