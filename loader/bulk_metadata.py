@@ -96,6 +96,12 @@ class MetadataBatcher:
         return requests
 
     def _issue(self, request: _Request) -> bool:
+        with request.pv._release_lock:
+            if request.pv._released:
+                return False
+            return self._issue_locked(request)
+
+    def _issue_locked(self, request: _Request) -> bool:
         chid = request.pv.chid
         try:
             if chid is None or not ca.isConnected(chid):
@@ -140,6 +146,13 @@ class MetadataBatcher:
 
     def _deliver(self, request: _Request) -> None:
         pv = request.pv
+        with pv._release_lock:      # ophyd must not clear the channel under libca's feet
+            if pv._released or pv.chid is None:
+                return
+            self._deliver_locked(request)
+
+    def _deliver_locked(self, request: _Request) -> None:
+        pv = request.pv
         try:
             for ftype in request.ftypes:
                 md = ca.get_complete_with_metadata(pv.chid, ftype=ftype, count=1, timeout=0.1)
@@ -168,6 +181,19 @@ _batcher = MetadataBatcher()
 
 class BulkMetadataPV(shim.PyepicsShimPV):
     """ophyd's PV class, but its initial metadata comes from :data:`_batcher`."""
+
+    def __init__(self, *args, **kwargs):
+        self._release_lock = threading.Lock()
+        self._released = False
+        super().__init__(*args, **kwargs)
+
+    def clear_callbacks(self):
+        """ophyd's ``release_pvs`` calls this just before it clears the channel:
+        from here on the batcher leaves this PV alone (a libca call on a cleared
+        channel crashes the process)."""
+        with self._release_lock:
+            self._released = True
+        super().clear_callbacks()
 
     def get_all_metadata_callback(self, callback: MetadataCallback, *, timeout: float) -> None:
         _batcher.submit(self, callback, timeout)

@@ -118,6 +118,7 @@ def subscribe_callbacks(beamline, RE, specs: list[Mapping[str, Any]] | None
                         ) -> tuple[dict[str, Any], list[str]]:
     """Make and subscribe (guarded) each enabled callback; the catalog writer first."""
     from .callbacks import guarded
+    from .plugins import callback_problem
 
     factories, errors = load_group(CALLBACKS, must_be_callable)
     problems = [str(e) for e in errors]
@@ -138,6 +139,11 @@ def subscribe_callbacks(beamline, RE, specs: list[Mapping[str, Any]] | None
         except Exception as exc:
             problems.append(f"callback {name!r} could not be made: {type(exc).__name__}: {exc}")
             logger.exception("callback %r could not be made", name)
+            continue
+        problem = callback_problem(obj)
+        if problem:
+            problems.append(f"callback {name!r} skipped, not a callback: {problem}")
+            logger.warning(problems[-1])
             continue
         for i, each in enumerate(obj if isinstance(obj, (list, tuple)) else [obj]):
             receiver = getattr(each, "receiver", each)   # apstools writers expose .receiver
