@@ -18,7 +18,7 @@ def table(results: dict) -> str:
                            ("loader", "load_beamline('training') + session"),
                            ("handwritten", "(b) hand-written package")):
             r = cold[key]
-            lines.append(f"| {label} | {_s(r['process_wall_s'])} | {r['peak_rss_mb']:.0f} MB |")
+            lines.append(f"| {label} | {_s(r['seconds'])} | {r['peak_rss_mb']:.0f} MB |")
         phases = {k[6:]: v for k, v in cold["loader"].items() if k.startswith("phase_")}
         lines.append("")
         lines.append("loader phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))

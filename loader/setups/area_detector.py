@@ -55,12 +55,12 @@ ad_file_paths.options_schema = options_schema
 def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 100,
                        noise: Any = 0, dither_x: str | None = None, dither_y: str | None = None,
                        dither_pixels: float = 3, dither_scan: str = "1 second",
-                       seed: int | None = None) -> dict:
+                       seed: int | None = None, context=None) -> dict:
     """The ADSimDetector spot of the training instrument: one peak whose centre,
     width, intensity and noise are drawn at random each load, its centre dithered
     by a few pixels by two swait records (``dither_x``/``dither_y``, e.g.
     ``gp:userCalc9``) that write ``PeakStartX``/``PeakStartY`` over CA."""
-    from .swait import _connected_swait
+    from .swait import swait_record
 
     rng = random.Random(seed)
     try:
@@ -80,8 +80,7 @@ def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 1
             continue
         target = f"{cam.prefix}PeakStart{axis}"
         check_string_field(target, f"{record}.OUTN", "dither output PV name")
-        swait = _connected_swait(record, f"{device.name}_dither_{axis.lower()}")
-        try:
+        with swait_record(record, f"{device.name}_dither_{axis.lower()}", context) as swait:
             put(swait.enable, 1)
             put(swait.description, f"{device.name} spot {axis} dither")
             put(swait.channels.A.input_value, centre)
@@ -89,8 +88,6 @@ def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 1
             put(swait.calculation, "A+B*(RNDM-0.5)")
             put(swait.output_link_pv, target)
             put(swait.scanning_rate, dither_scan)
-        finally:
-            swait.destroy()
     return {}
 
 

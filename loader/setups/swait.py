@@ -7,7 +7,8 @@ They act on the swait record behind their device (``gp:userCalc1`` behind
 from __future__ import annotations
 
 import random
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from ._common import NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field, number, put
 
@@ -30,6 +31,35 @@ def _connected_swait(prefix: str, name: str, timeout: float = CONNECT_TIMEOUT):
     swait = UserCalcN(prefix, name=name)
     swait.wait_for_connection(timeout=timeout)
     return swait
+
+
+def _loaded_swait(prefix: str, context) -> Any:
+    """The swait record ``prefix`` inside a device of this load (``calcs``), if any."""
+    from apstools.synApps import SwaitRecord
+    from ophyd import Device
+    for device in (getattr(context, "devices", None) or {}).values():
+        if not isinstance(device, Device):
+            continue
+        for _, sub in device.walk_subdevices():
+            if isinstance(sub, SwaitRecord) and sub.prefix == prefix:
+                return sub
+    return None
+
+
+@contextmanager
+def swait_record(prefix: str, name: str, context=None) -> Iterator[Any]:
+    """The swait record ``prefix`` as apstools' ``UserCalcN``.  The loaded ``calcs``
+    device already holds it, connected: borrowing it spares ~60 new channels and
+    their connection wait per setup step.  Otherwise a new one, destroyed after."""
+    loaded = _loaded_swait(prefix, context)
+    if loaded is not None:
+        yield loaded
+        return
+    swait = _connected_swait(prefix, name)
+    try:
+        yield swait
+    finally:
+        swait.destroy()
 
 
 # -- enable_calcs -------------------------------------------------------------
@@ -55,7 +85,8 @@ enable_calcs.options_schema = {
 # -- lorentzian_swait ---------------------------------------------------------
 
 def lorentzian_swait(device, reference: str, center: Any = 0, width: Any = 1, scale: Any = 1,
-                     noise: Any = 0.05, record: str | None = None, seed: int | None = None) -> dict:
+                     noise: Any = 0.05, record: str | None = None, seed: int | None = None,
+                     context=None) -> dict:
     """A noisy Lorentzian of the PV ``reference`` (e.g. ``gp:m1.RBV``), computed by the
     swait record behind ``device`` and processed whenever the reference changes.
     Numbers may be ``{uniform: [lo, hi]}``: drawn at random each load (as the
@@ -74,8 +105,7 @@ def lorentzian_swait(device, reference: str, center: Any = 0, width: Any = 1, sc
             raise SetupValueError(f"{key} {value!r}: expected a number or {{uniform: [low, high]}}") from None
     prefix = _record_prefix(device, record)
     check_string_field(reference, f"{prefix}.INAN", "reference PV name")   # before anything is written
-    swait = _connected_swait(prefix, f"{device.name}_swait")
-    try:
+    with swait_record(prefix, f"{device.name}_swait", context) as swait:
         put(swait.enable, 1)
         ref = EpicsSignalRO(reference, name=f"{device.name}_reference")   # apstools uses its pvname
         setup_lorentzian_swait(swait, ref, **values)
@@ -83,8 +113,6 @@ def lorentzian_swait(device, reference: str, center: Any = 0, width: Any = 1, sc
         ref.destroy()
         if stored != reference:
             raise SetupValueError(f"{prefix}.INAN holds {stored!r} after writing {reference!r}")
-    finally:
-        swait.destroy()
     logging.getLogger(__name__).info("%s: Lorentzian of %s with %s", device.name, reference,
                                      ", ".join(f"{k}={v:.6g}" for k, v in values.items()))
     return {}
@@ -107,7 +135,8 @@ lorentzian_swait.options_schema = {
 # -- temperature_swait --------------------------------------------------------
 
 def temperature_swait(device, setpoint: float = 25, noise: float = 1, max_change: float = 2,
-                      tolerance: float = 1, scan: str = "2 second", record: str | None = None) -> None:
+                      tolerance: float = 1, scan: str = "2 second", record: str | None = None,
+                      context=None) -> None:
     """The swait record behind ``device`` as a temperature controller: every ``scan``
     period the readback (VAL) moves towards the setpoint (B) by at most
     ``max_change`` (D), plus ``noise`` (C); ``tolerance`` (E) says when it is there."""
@@ -118,8 +147,7 @@ def temperature_swait(device, setpoint: float = 25, noise: float = 1, max_change
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SetupValueError(f"{option} {value!r}: {value!r} is not a number; field "
                                   f"{prefix}.{letter} is numeric (expected a number)")
-    swait = _connected_swait(prefix, f"{device.name}_swait")
-    try:
+    with swait_record(prefix, f"{device.name}_swait", context) as swait:
         if scan not in swait.scanning_rate.enum_strs:
             raise SetupValueError(f"scan {scan!r} is not a choice of the menu field {prefix}.SCAN "
                                   f"(expected one of: {', '.join(map(repr, swait.scanning_rate.enum_strs))})")
@@ -132,8 +160,6 @@ def temperature_swait(device, setpoint: float = 25, noise: float = 1, max_change
         put(swait.channels.E.input_value, tolerance)
         put(swait.calculation, TEMPERATURE_CALC)
         put(swait.scanning_rate, scan)
-    finally:
-        swait.destroy()
     tol = getattr(device, "tolerance", None)
     if tol is not None and not hasattr(tol, "pvname"):   # a soft tolerance signal on the positioner
         tol.put(float(tolerance))
