@@ -61,12 +61,31 @@ _links: "weakref.WeakSet[_Link]" = weakref.WeakSet()
 _status_task: Optional[asyncio.Task] = None
 
 
+def _loopback_broadcaster():
+    """caproto's search broadcaster, its UDP socket bound to the interface the IOC
+    serves on (127.0.0.1 by default) instead of every interface."""
+    import socket
+
+    import caproto as ca
+    from caproto.asyncio.client import SharedBroadcaster
+
+    host = os.environ.get("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1").split()[0]
+
+    class LoopbackBroadcaster(SharedBroadcaster):
+        async def _create_socket(self):
+            self.udp_sock = ca.bcast_socket(socket_module=socket)
+            self.udp_sock.bind((host, 0))
+            await self._create_transport()
+
+    return LoopbackBroadcaster()
+
+
 async def client_context():
     """The IOC's one caproto asyncio client context (created in the running loop)."""
     global _client, _status_task
     if _client is None:
         from caproto.asyncio.client import Context
-        _client = Context(timeout=PUT_TIMEOUT)
+        _client = Context(broadcaster=_loopback_broadcaster(), timeout=PUT_TIMEOUT)
         _status_task = asyncio.get_running_loop().create_task(_refresh_statuses())
     return _client
 

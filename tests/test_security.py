@@ -17,6 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ca_helpers import wait_for
+
 from iocs import network
 from iocs.launcher import IocProcess
 from loader.cli import main
@@ -59,6 +61,12 @@ def assert_loopback_only(pid: int, host: str, port: int) -> None:
 # -- network -------------------------------------------------------------------
 
 def test_gp_ioc_listens_on_loopback_only(gp_ioc):
+    # a record with CA links makes the IOC a CA client too: its sockets must stay on loopback
+    import epics
+    epics.caput("gp:userCalcOut10.INPA", "gp:m1.RBV CP", wait=True, timeout=5)
+    epics.caput("gp:userCalcOut10.OUT", "gp:gp:float20", wait=True, timeout=5)
+    wait_for(lambda: epics.caget("gp:userCalcOut10.INAV", as_string=True) != "Constant",
+             timeout=10, message="the link to connect")
     assert_loopback_only(gp_ioc.process.pid, "127.0.0.1", gp_ioc.port)
 
 

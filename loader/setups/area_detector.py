@@ -8,6 +8,7 @@ session share a file system here.  For an IOC on another host give
 """
 from __future__ import annotations
 
+import logging
 import operator
 import os
 import random
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ._common import NUMBER_OR_RANDOM, SetupValueError, check_string_field, number, put
+
+logger = logging.getLogger(__name__)
+DITHER_CONNECT_TIMEOUT = 2.0
 
 options_schema = {
     "type": "object", "additionalProperties": False,
@@ -60,8 +64,6 @@ def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 1
     width, intensity and noise are drawn at random each load, its centre dithered
     by a few pixels by two swait records (``dither_x``/``dither_y``, e.g.
     ``gp:userCalc9``) that write ``PeakStartX``/``PeakStartY`` over CA."""
-    from .swait import swait_record
-
     rng = random.Random(seed)
     try:
         cx, cy = number(center, rng), number(center, rng)
@@ -80,15 +82,27 @@ def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 1
             continue
         target = f"{cam.prefix}PeakStart{axis}"
         check_string_field(target, f"{record}.OUTN", "dither output PV name")
-        with swait_record(record, f"{device.name}_dither_{axis.lower()}", context) as swait:
-            put(swait.enable, 1)
-            put(swait.description, f"{device.name} spot {axis} dither")
-            put(swait.channels.A.input_value, centre)
-            put(swait.channels.B.input_value, float(dither_pixels))
-            put(swait.calculation, "A+B*(RNDM-0.5)")
-            put(swait.output_link_pv, target)
-            put(swait.scanning_rate, dither_scan)
+        try:
+            _dither(record, target, centre, dither_pixels, dither_scan,
+                    f"{device.name}_dither_{axis.lower()}", context)
+        except TimeoutError as exc:
+            # the spot still works, it just holds still: not a reason to lose the detector
+            logger.warning("%s: spot not dithered, %s unreachable: %s", device.name, record, exc)
+            break                   # the other record is on the same IOC: no second wait
     return {}
+
+
+def _dither(record: str, target: str, centre: int, pixels: float, scan: str, name: str, context) -> None:
+    """swait ``record`` writes ``centre`` ± ``pixels``/2 at random to ``target`` every ``scan``."""
+    from .swait import swait_record
+    with swait_record(record, name, context, timeout=DITHER_CONNECT_TIMEOUT) as swait:
+        put(swait.enable, 1)
+        put(swait.description, f"{name.replace('_', ' ')}")
+        put(swait.channels.A.input_value, centre)
+        put(swait.channels.B.input_value, float(pixels))
+        put(swait.calculation, "A+B*(RNDM-0.5)")
+        put(swait.output_link_pv, target)
+        put(swait.scanning_rate, scan)
 
 
 ad_peak_simulation.options_schema = {

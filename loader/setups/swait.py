@@ -47,7 +47,8 @@ def _loaded_swait(prefix: str, context) -> Any:
 
 
 @contextmanager
-def swait_record(prefix: str, name: str, context=None) -> Iterator[Any]:
+def swait_record(prefix: str, name: str, context=None,
+                 timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
     """The swait record ``prefix`` as apstools' ``UserCalcN``.  The loaded ``calcs``
     device already holds it, connected: borrowing it spares ~60 new channels and
     their connection wait per setup step.  Otherwise a new one, destroyed after."""
@@ -55,7 +56,7 @@ def swait_record(prefix: str, name: str, context=None) -> Iterator[Any]:
     if loaded is not None:
         yield loaded
         return
-    swait = _connected_swait(prefix, name)
+    swait = _connected_swait(prefix, name, timeout)
     try:
         yield swait
     finally:
