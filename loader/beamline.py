@@ -315,7 +315,8 @@ class Beamline(Mapping):
         candidates = {**self._pending, **built}
         self._pending = {}
         connect_time: dict[str, float] = {}
-        outcome = connect_all(candidates, max(deadline - t0, 0.0), times=connect_time)
+        outcome = connect_all(candidates, max(deadline - t0, 0.0), times=connect_time,
+                              configured_timeout=self._timeout())
         for name, error in unreachable.items():
             outcome[name] = f"connection timed out after {self._timeout():g} s: {error}"
         self.timings["connect"] = time.monotonic() - t0
@@ -395,6 +396,23 @@ class Beamline(Mapping):
             if getattr(self, key, None) is not None:
                 ns[key] = getattr(self, key)
         ns.update(self.plans or {})
+
+    def setup_again(self, names: Iterable[str] | None = None) -> dict[str, str]:
+        """Run the YAML's setup actions again on loaded devices (all, or ``names``):
+        after an IOC restarted without autosave, its records are back at their
+        defaults.  Returns device -> reason for each setup that failed (the device
+        stays loaded)."""
+        devices = {n: self.devices[n] for n in (names or list(self.devices)) if n in self.devices}
+        actions, _ = available_actions()
+        context = SetupContext(self.config["beamline"], self.config_path, self.config, devices)
+        setup_cfg = {n: s for n, s in (self.config.get("setup") or {}).items() if n in devices}
+        errors, exports = run_setups(devices, setup_cfg, actions, context)
+        for name, exported in exports.items():
+            for export, obj in exported.items():
+                if self.export_owner.get(export) == name:
+                    self.exports[export] = obj
+        self._publish()
+        return {name: reason for name, reason in errors.items() if reason}
 
     def reload(self, strict: bool = False) -> dict[str, list[str]]:
         """Pick up entries added, removed or edited in the happi database (and retry

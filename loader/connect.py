@@ -50,11 +50,14 @@ def _unconnected_reason(name: str, signals: list, pending: list[dict]) -> str:
 
 
 def connect_all(devices: Mapping[str, Any], timeout: float,
-                times: dict[str, float] | None = None) -> dict[str, str | None]:
+                times: dict[str, float] | None = None,
+                configured_timeout: float | None = None) -> dict[str, str | None]:
     """Wait (at most ``timeout`` s overall) for all ``devices`` to connect.
 
     Returns name -> ``None`` (connected) or the reason it did not.  When ``times``
     is given it receives name -> seconds until that device was connected.
+    ``configured_timeout`` is the load's whole connection timeout, named in the
+    reasons (``timeout`` is what is left of it after the devices were built).
     """
     t0 = time.monotonic()
     watched = {}
@@ -76,7 +79,8 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
             break
         time.sleep(POLL_INTERVAL)   # bounded polling, as ophyd's own wait_for_connection does
     for name, (sigs, pend) in waiting.items():
-        result[name] = f"connection timed out after {timeout:g} s: {_unconnected_reason(name, sigs, pend)}"
+        shown = timeout if configured_timeout is None else configured_timeout
+        result[name] = f"connection timed out after {shown:g} s: {_unconnected_reason(name, sigs, pend)}"
         if times is not None:
             times[name] = time.monotonic() - t0
     return {name: result[name] for name in devices}

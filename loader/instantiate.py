@@ -34,14 +34,33 @@ def instantiate(item, cls) -> Any:
     return obj
 
 
+def _unreachable_errors() -> tuple[type, ...]:
+    """What a constructor raises when it cannot read its PVs: not connected yet
+    (``TimeoutError``), or its IOC went away after this process had connected to it
+    (ophyd's ``DisconnectedError``, pyepics' ``ChannelAccessGetFailure``)."""
+    errors: list[type] = [TimeoutError]
+    try:
+        from ophyd.utils import DisconnectedError
+        errors.append(DisconnectedError)
+    except ImportError:
+        pass
+    try:
+        from epics.ca import ChannelAccessException, ChannelAccessGetFailure
+        errors += [ChannelAccessGetFailure, ChannelAccessException]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def instantiate_until(item, cls, deadline: float) -> tuple[Any, str | None]:
     """Retry a constructor that reads PVs (``ScalerCH`` reads its channel names) until
     it succeeds or ``deadline`` (``time.monotonic()``) passes: (object or None, error)."""
     error = "constructor could not read its PVs"
+    unreachable = _unreachable_errors()
     while True:
         try:
             return instantiate(item, cls), None
-        except TimeoutError as exc:
+        except unreachable as exc:
             error = f"{type(exc).__name__}: {exc}"
             remaining = deadline - time.monotonic()
             if remaining <= 0:

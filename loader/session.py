@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import catalogs
+from . import catalogs, storage_guard
 from .plugins import CALLBACKS, PLANS, load_group, must_be_callable, must_be_generator_function
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def build_session(beamline, config: Mapping[str, Any]) -> Session:
         beamline, RE, config.get("callbacks", DEFAULT_CALLBACKS))
     problems += callback_problems
     beamline.callbacks = callbacks
+    storage_guard.install(RE, callbacks.get("catalog"))   # no run the catalog cannot store
 
     session = Session(RE, cat, plans, callbacks, paths, log_file, problems)
     beamline.session = session

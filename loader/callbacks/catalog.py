@@ -54,12 +54,49 @@ def staged_msgpack_writer(directory: str | os.PathLike, flush: bool = True) -> e
     return event_model.RunRouter([factory])
 
 
-def catalog_writer(beamline, **options: Any) -> Callable[[str, dict], Any]:
-    """Entry point ``loader.callbacks: catalog``: write runs into ``beamline.cat``."""
+class CatalogWriter:
+    """The session's catalog callback: remembers whether (and why) writing failed,
+    and checks before each run that its directory can take the run
+    (:mod:`loader.storage_guard` asks it)."""
+
+    def __init__(self, callback: Callable[[str, dict], Any], directory: Path | None = None,
+                 min_free_mb: float | None = None) -> None:
+        from ..storage_guard import DEFAULT_MIN_FREE_MB
+        self.callback = callback
+        self.directory = directory
+        self.staging = directory / STAGING if directory is not None else None
+        self.min_free_bytes = float(DEFAULT_MIN_FREE_MB if min_free_mb is None else min_free_mb) * 1e6
+        self.failures = 0
+        self.error: str | None = None
+
+    def __call__(self, name: str, doc: dict) -> None:
+        try:
+            self.callback(name, doc)
+        except Exception as exc:
+            self.failures += 1
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def check(self) -> None:
+        """Raise ``StorageError`` unless a run can be written now (file-backed catalogs)."""
+        from ..storage_guard import check_directory
+        if self.staging is not None:
+            check_directory(self.staging, self.min_free_bytes)
+
+    def __repr__(self) -> str:
+        return f"<CatalogWriter {self.directory or self.callback!r}>"
+
+
+def catalog_writer(beamline, min_free_mb: float | None = None, **options: Any) -> CatalogWriter:
+    """Entry point ``loader.callbacks: catalog``: write runs into ``beamline.cat``.
+
+    ``min_free_mb``: a run does not start unless the catalog's file system has that
+    much free (file-backed catalogs; see :mod:`loader.storage_guard`)."""
     cat = beamline.cat
     paths = getattr(cat, "paths", None)
     if paths:  # file-backed (msgpack) catalog: write where it reads
         directory = Path(os.path.dirname(paths[0]))
         logger.info("catalog %r: runs written to %s", getattr(cat, "name", "?"), directory)
-        return staged_msgpack_writer(directory, flush=options.get("flush", True))
-    return cat.v1.insert
+        return CatalogWriter(staged_msgpack_writer(directory, flush=options.get("flush", True)),
+                             directory, min_free_mb)
+    return CatalogWriter(cat.v1.insert)
