@@ -7,9 +7,9 @@ creates eagerly, plus its required first updates): lazy signals -- only the
 areaDetector plugins' hundreds of PVs in this beamline -- connect on first use,
 as ophyd intends (creating them all up front costs ~18 s for ``adsimdet``,
 mostly 1 MB image-array reads).
-A dead device costs at most one timeout in total, never one per device.
-(Issue 7 makes the metadata fetching behind ``connected`` faster; keep this
-module's one function as the place to do it.)
+A dead device costs at most one timeout in total, never one per device, and
+live devices are not cut off while they are still connecting.  (The metadata
+behind ``connected`` is fetched in bulk: :mod:`loader.bulk_metadata`.)
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import time
 from typing import Any, Mapping
 
 POLL_INTERVAL = 0.02
+PROGRESS_SAMPLE = 0.25   # seconds between two counts of connected signals
 
 
 def _signals_of(obj) -> list:
@@ -51,8 +52,18 @@ def _unconnected_reason(name: str, signals: list, pending: list[dict]) -> str:
 
 def connect_all(devices: Mapping[str, Any], timeout: float,
                 times: dict[str, float] | None = None,
-                configured_timeout: float | None = None) -> dict[str, str | None]:
-    """Wait (at most ``timeout`` s overall) for all ``devices`` to connect.
+                configured_timeout: float | None = None,
+                patience: float | None = None, hard_limit: float | None = None) -> dict[str, str | None]:
+    """Wait for all ``devices`` to connect: at most ``timeout`` s, extended while
+    their signals keep connecting.
+
+    Building and connecting thousands of signals is CPU work that can outlast a
+    timeout meant for unreachable IOCs.  So whenever more signals are connected
+    than at the last look (every ``PROGRESS_SAMPLE`` s), the deadline moves to at
+    least ``patience`` s (default: the configured timeout) from then, up to
+    ``hard_limit`` s in all (default ten timeouts): live devices are never cut
+    off while they progress, and dead ones still cost one wait after the last
+    progress, never one per device.
 
     Returns name -> ``None`` (connected) or the reason it did not.  When ``times``
     is given it receives name -> seconds until that device was connected.
@@ -60,6 +71,9 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
     reasons (``timeout`` is what is left of it after the devices were built).
     """
     t0 = time.monotonic()
+    shown = timeout if configured_timeout is None else configured_timeout
+    patience = shown if patience is None else patience
+    hard_deadline = t0 + (10 * shown if hard_limit is None else hard_limit)
     watched = {}
     result: dict[str, str | None] = {}
     for name, obj in devices.items():
@@ -67,19 +81,26 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
             watched[name] = (_signals_of(obj), _pending_of(obj))
         except Exception as exc:
             result[name] = f"{type(exc).__name__}: {exc}"
-    deadline = t0 + timeout
+    deadline = t0 + max(timeout, PROGRESS_SAMPLE)     # time for one look at progress
     waiting = dict(watched)
+    signals_done = 0
+    last_count, next_sample = None, t0
     while waiting:
+        now = time.monotonic()
         for name in [n for n, (sigs, pend) in waiting.items() if _is_ready(sigs, pend)]:
             result[name] = None
             if times is not None:
-                times[name] = time.monotonic() - t0
-            del waiting[name]
-        if not waiting or time.monotonic() >= deadline:
+                times[name] = now - t0
+            signals_done += len(waiting.pop(name)[0])
+        if waiting and now >= next_sample:
+            count = signals_done + sum(sig.connected for sigs, _ in waiting.values() for sig in sigs)
+            if last_count is not None and count > last_count:
+                deadline = min(max(deadline, now + patience), hard_deadline)
+            last_count, next_sample = count, now + PROGRESS_SAMPLE
+        if not waiting or now >= deadline:
             break
         time.sleep(POLL_INTERVAL)   # bounded polling, as ophyd's own wait_for_connection does
     for name, (sigs, pend) in waiting.items():
-        shown = timeout if configured_timeout is None else configured_timeout
         result[name] = f"connection timed out after {shown:g} s: {_unconnected_reason(name, sigs, pend)}"
         if times is not None:
             times[name] = time.monotonic() - t0

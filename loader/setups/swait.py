@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from ._common import NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field, number, put
 
-CONNECT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 10.0   # bounded; channels of an IOC that just restarted take a few seconds
 TEMPERATURE_CALC = "A+max(-D,min(D,(B-A)))+C*(RNDM-0.5)"
 SCAN_RATES = ["Passive", "Event", "I/O Intr", "10 second", "5 second", "2 second",
               "1 second", ".5 second", ".2 second", ".1 second"]
