@@ -26,6 +26,7 @@ def run_worker(task: str, args: dict[str, Any], env: dict[str, str],
     full_env.update(env)
     full_env.setdefault("MPLBACKEND", "Agg")
     started = time.perf_counter()
+    spawned_at = time.time()
     proc = subprocess.run(
         [sys.executable, "-m", "bench.worker", task, json.dumps(args)],
         capture_output=True, text=True, env=full_env, cwd=str(cwd or ROOT), timeout=timeout)
@@ -36,6 +37,8 @@ def run_worker(task: str, args: dict[str, Any], env: dict[str, str],
                            f"{proc.stderr[-3000:]}")
     result = json.loads(lines[-1])
     result["process_wall_s"] = wall
+    if "ready_at" in result:             # from spawning the process to the work done
+        result["seconds"] = result.pop("ready_at") - spawned_at
     return result
 
 

@@ -19,6 +19,10 @@ returns the reply that arrived, without a new request).  ophyd then receives the
 same metadata dictionary, through the same callback, in its own utility thread
 (limits, precision, units and enum strings are all kept).
 
+It also mends a pyepics flaw that would keep a device from ever coming back
+after its IOC restarts (a get tried while the IOC was away stays "pending" for
+ever): see ``BulkMetadataPV._resend_lost_gets``.
+
 The hook is ``epics.pv.default_pv_class`` (the PV class ``epics.get_pv`` builds,
 which ophyd's shim itself sets in ``setup()``); :func:`install` swaps in our
 subclass and :func:`uninstall` restores ophyd's.  ``tests/test_bulk_metadata.py``
@@ -26,6 +30,7 @@ fails if a future ophyd stops calling ``get_all_metadata_callback`` on connect.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import threading
@@ -186,6 +191,25 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         self._release_lock = threading.Lock()
         self._released = False
         super().__init__(*args, **kwargs)
+        self.connection_callbacks.append(self._resend_lost_gets)
+
+    def _resend_lost_gets(self, pvname=None, conn=None, **kwargs) -> None:
+        """pyepics marks a get as pending *before* libca accepts it: a get tried
+        while the IOC was away stays "pending" for ever, and every later get of
+        that type waits on it and times out, so the device never comes back.
+        When the channel reconnects, such gets are sent again."""
+        if not conn or self.chid is None or self._released:
+            return
+        entry = ca.get_cache(self.pvname)
+        if entry is None:
+            return
+        resent = False
+        for ftype, result in list(entry.get_results.items()):
+            if result[0] is ca.GET_PENDING:
+                ca.libca.ca_array_get_callback(ftype, 0, self.chid, ca._CB_GET, ctypes.py_object(ftype))
+                resent = True
+        if resent:
+            ca.flush_io()
 
     def clear_callbacks(self):
         """ophyd's ``release_pvs`` calls this just before it clears the channel:

@@ -65,3 +65,9 @@ def ad_ioc(ad_ioc_process):
     if not ad_ioc_process.running:
         ad_ioc_process.start()
     return ad_ioc_process
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the ``faults`` tests last: they kill and restart the shared IOCs, and the
+    channels other tests hold take a few seconds to reconnect afterwards."""
+    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)

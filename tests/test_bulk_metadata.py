@@ -59,3 +59,31 @@ def test_uninstall_restores_ophyd_pv_class(softioc):
     sig.wait_for_connection(timeout=10)
     assert type(sig._read_pv) is shim.PyepicsShimPV
     assert sig.get() == 33.0
+
+
+@pytest.mark.faults
+def test_a_get_lost_while_the_ioc_was_away_does_not_block_later_reads(softioc, bulk):
+    """pyepics leaves a get that libca refused (channel down) "pending" for ever;
+    without the fix every later read of that PV times out after the IOC is back."""
+    from epics import ca
+    sig = EpicsSignal("sx:ao41", name="ao41")
+    sig.wait_for_connection(timeout=10)
+    chid = sig._read_pv.chid
+    ftype = ca.promote_type(chid, use_time=True)
+    softioc.stop()
+    try:
+        wait_for(lambda: not ca.isConnected(chid), timeout=15, message="the channel to drop")
+        with pytest.raises(Exception, match="disconnect|not connected|Unexpected"):
+            ca.get_with_metadata(chid, ftype=ftype, wait=False)        # refused: IOC away
+        assert ca.get_cache("sx:ao41").get_results[ftype][0] is ca.GET_PENDING
+    finally:
+        softioc.start()
+    wait_for(lambda: sig.connected, timeout=30, message="reconnection")
+
+    def read():
+        try:
+            return sig.get(use_monitor=False, timeout=2)
+        except Exception:
+            return None
+    wait_for(lambda: read() == 41.0, timeout=20, message="a read after the restart")
+    assert read() == 41.0
