@@ -40,9 +40,7 @@ class CalcoutLogic(CalcRecordLogic):
 
     async def compute(self) -> None:
         record = self.record
-        if self.expression is None:
-            await record.set("STAT", "CALC")
-            await record.set("SEVR", "INVALID")
+        if await self.expression_invalid():
             return
         args = self.args()
         new = self.expression.evaluate(args)

@@ -64,6 +64,14 @@ class CalcRecordLogic:
     def enabled(self) -> bool:
         return all(enable["VAL"] == "Enable" for enable in self.enables)
 
+    async def expression_invalid(self) -> bool:
+        """True (and the record in CALC/INVALID alarm) when CALC did not compile."""
+        if self.expression is not None:
+            return False
+        await self.record.set("STAT", "CALC")
+        await self.record.set("SEVR", "INVALID")
+        return True
+
     def args(self) -> list[float]:
         return [float(self.record[letter]) for letter in LETTERS]
 
@@ -134,9 +142,7 @@ class SwaitLogic(CalcRecordLogic):
 
     async def compute(self) -> None:
         record = self.record
-        if self.expression is None:
-            await record.set("STAT", "CALC")
-            await record.set("SEVR", "INVALID")
+        if await self.expression_invalid():
             return
         new = self.expression.evaluate(self.args())
         old = float(record["VAL"])
