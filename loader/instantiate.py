@@ -37,7 +37,8 @@ def instantiate(item, cls) -> Any:
 def _unreachable_errors() -> tuple[type, ...]:
     """What a constructor raises when it cannot read its PVs: not connected yet
     (``TimeoutError``), or its IOC went away after this process had connected to it
-    (ophyd's ``DisconnectedError``, pyepics' ``ChannelAccessGetFailure``)."""
+    (ophyd's ``DisconnectedError``, pyepics' ``ChannelAccessGetFailure``, or its
+    ``CASeverityException`` "Virtual circuit disconnect" for a get in flight)."""
     errors: list[type] = [TimeoutError]
     try:
         from ophyd.utils import DisconnectedError
@@ -45,8 +46,8 @@ def _unreachable_errors() -> tuple[type, ...]:
     except ImportError:
         pass
     try:
-        from epics.ca import ChannelAccessException, ChannelAccessGetFailure
-        errors += [ChannelAccessGetFailure, ChannelAccessException]
+        from epics.ca import CASeverityException, ChannelAccessException, ChannelAccessGetFailure
+        errors += [ChannelAccessGetFailure, ChannelAccessException, CASeverityException]
     except ImportError:
         pass
     return tuple(errors)
