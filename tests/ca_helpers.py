@@ -7,10 +7,17 @@ import epics
 
 
 def declared_pvs(device) -> set[str]:
-    """Every PV an ophyd device (or signal) declares, computed from its class."""
+    """Every PV an ophyd device (or signal) declares, computed from its class.
+
+    Lazy signals are created without ophyd waiting for each to connect (that
+    would be one wait per signal); check the set afterwards with ``unconnected``.
+    """
     from ophyd import Device
-    signals = [device] if not isinstance(device, Device) else [
-        walk.item for walk in device.walk_signals(include_lazy=True)]
+    signals = [device]
+    if isinstance(device, Device):
+        for dev in [device] + [sub for _, sub in device.walk_subdevices(include_lazy=True)]:
+            dev.lazy_wait_for_connection = False
+        signals = [walk.item for walk in device.walk_signals(include_lazy=True)]
     names: set[str] = set()
     for sig in signals:
         for attr in ("pvname", "setpoint_pvname"):

@@ -10,28 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ca_helpers import unconnected, wait_for
+from ca_helpers import declared_pvs, unconnected, wait_for
 
 CAM, HDF, IMAGE = "ad:cam1:", "ad:HDF1:", "ad:image1:"
-
-
-def declared_pv_names(*devices) -> set[str]:
-    """Every PV the given ophyd devices declare, computed from their classes.
-
-    Lazy signals are created without waiting for each to connect, so the whole
-    set is checked afterwards with one bounded wait.
-    """
-    names: set[str] = set()
-    for device in devices:
-        tree = [device] + [sub for _, sub in device.walk_subdevices(include_lazy=True)]
-        for dev in tree:
-            dev.lazy_wait_for_connection = False
-        for walk in device.walk_signals(include_lazy=True):
-            for attr in ("pvname", "setpoint_pvname"):
-                pv = getattr(walk.item, attr, None)
-                if pv:
-                    names.add(pv)
-    return names
 
 
 def stock_devices(write_path: str) -> list:
@@ -92,7 +73,7 @@ def hdf_idle(ad_ioc):
 
 def test_all_declared_pvs_connect(ad_ioc):
     devices = stock_devices(str(ad_ioc.data_dir) + "/")
-    names = declared_pv_names(*devices)
+    names = set().union(*(declared_pvs(device) for device in devices))
     assert len(names) > 450
     assert unconnected(sorted(names), timeout=15.0) == []
     for device in devices:            # let ophyd finish its metadata reads before moving on

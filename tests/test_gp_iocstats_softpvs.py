@@ -12,11 +12,6 @@ from ca_helpers import declared_pvs, unconnected, wait_for
 PREFIX = "gp:"
 
 
-def device_pvs(device) -> set[str]:
-    """PVs of every signal of ``device`` (``declared_pvs`` applied signal by signal)."""
-    return set().union(*(declared_pvs(walk.item) for walk in device.walk_signals()))
-
-
 @pytest.fixture
 def gp_stats(gp_ioc):
     stats = IocStatsDevice(PREFIX, name="gp_stats")
@@ -25,7 +20,7 @@ def gp_stats(gp_ioc):
 
 
 def test_every_iocstats_pv_connects(gp_ioc):
-    pvs = device_pvs(IocStatsDevice(PREFIX, name="gp_stats"))
+    pvs = declared_pvs(IocStatsDevice(PREFIX, name="gp_stats"))
     assert {f"{PREFIX}iso8601", f"{PREFIX}:UPTIME"} <= pvs
     assert unconnected(pvs | {f"{PREFIX}UPTIME"}, timeout=10) == []
 

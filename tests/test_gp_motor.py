@@ -14,11 +14,6 @@ from loader.devices.motor import EpicsMotorWithSREV
 PREFIX = "gp:"
 
 
-def device_pvs(device) -> set[str]:
-    """PVs of every signal of ``device`` (``declared_pvs`` applied signal by signal)."""
-    return set().union(*(declared_pvs(walk.item) for walk in device.walk_signals()))
-
-
 def motor(gp_ioc, number: int, velocity: float = 50.0, acceleration: float = 0.05):
     """A connected ``EpicsMotorWithSREV`` on ``gp:m<number>`` with a known speed."""
     mtr = EpicsMotorWithSREV(f"{PREFIX}m{number}", name=f"m{number}")
@@ -59,7 +54,7 @@ class Recorder:
 def test_every_declared_pv_connects(gp_ioc):
     pvs = set()
     for number in range(1, 17):
-        pvs |= device_pvs(EpicsMotorWithSREV(f"{PREFIX}m{number}", name=f"m{number}"))
+        pvs |= declared_pvs(EpicsMotorWithSREV(f"{PREFIX}m{number}", name=f"m{number}"))
     assert f"{PREFIX}m16.SREV" in pvs
     assert unconnected(pvs, timeout=15) == []
 
