@@ -26,13 +26,6 @@ def _record_prefix(device, record: str | None) -> str:
     return pv.split(".")[0]
 
 
-def _connected_swait(prefix: str, name: str, timeout: float = CONNECT_TIMEOUT):
-    from apstools.synApps import UserCalcN
-    swait = UserCalcN(prefix, name=name)
-    swait.wait_for_connection(timeout=timeout)
-    return swait
-
-
 def _loaded_swait(prefix: str, context) -> Any:
     """The swait record ``prefix`` inside a device of this load (``calcs``), if any."""
     from apstools.synApps import SwaitRecord
@@ -56,8 +49,10 @@ def swait_record(prefix: str, name: str, context=None,
     if loaded is not None:
         yield loaded
         return
-    swait = _connected_swait(prefix, name, timeout)
-    try:
+    from apstools.synApps import UserCalcN
+    swait = UserCalcN(prefix, name=name)
+    try:                        # destroyed also when it never connects: no channels left searching
+        swait.wait_for_connection(timeout=timeout)
         yield swait
     finally:
         swait.destroy()
