@@ -1,7 +1,8 @@
 """``python -m bench.worker TASK ARGS_JSON``: one measurement in a fresh process.
 
-Prints one JSON line of results.  Imports are inside the tasks so that the
-import cost is part of what is measured.
+Prints one JSON line of results; the parent adds ``seconds`` (from spawning
+this process to the work being done, see ``bench.runner``).  Imports are inside
+the tasks so that the import cost is part of what is measured.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def floor(args: dict) -> dict:
     import bluesky  # noqa: F401
     import happi  # noqa: F401
     import ophyd  # noqa: F401
-    return {"seconds": time.perf_counter() - T_PROCESS, "peak_rss_mb": _rss_mb()}
+    return {"peak_rss_mb": _rss_mb()}
 
 
 def cold_start(args: dict) -> dict:
@@ -32,9 +33,8 @@ def cold_start(args: dict) -> dict:
     t_import = time.perf_counter() - T_PROCESS
     bl = load_beamline(args.get("beamline", "training"), config=args.get("config"),
                        session=args.get("session", True))
-    total = time.perf_counter() - T_PROCESS
     failed = [row.name for row in bl.status().failed]
-    out = {"seconds": total, "peak_rss_mb": _rss_mb(), "loader_import": t_import,
+    out = {"peak_rss_mb": _rss_mb(), "loader_import": t_import,
            "devices": len(bl.devices), "failed": failed}
     out.update({f"phase_{k}": v for k, v in bl.timings.items()})
     return out
@@ -89,7 +89,7 @@ def handwritten(args: dict) -> dict:
         bl.config = config
         build_session(bl, config)
         session_s = time.perf_counter() - t0
-    return {"seconds": time.perf_counter() - T_PROCESS, "peak_rss_mb": _rss_mb(),
+    return {"peak_rss_mb": _rss_mb(),
             "devices": len(devices), "failed": failed, "phase_session": session_s}
 
 
@@ -98,7 +98,7 @@ def scaling_loader(args: dict) -> dict:
     from loader import load_beamline
     bl = load_beamline("bench", config=args["config"], session=False, timeout=args["timeout"])
     rows = bl.status()
-    return {"seconds": time.perf_counter() - T_PROCESS, "load_seconds": bl.timings.get("total", 0.0),
+    return {"load_seconds": bl.timings.get("total", 0.0),
             "connected": sum(r.ok for r in rows), "not_connected": len(rows.failed),
             "peak_rss_mb": _rss_mb()}
 
@@ -119,7 +119,7 @@ def scaling_happi(args: dict) -> dict:
             connected += 1
         except Exception:
             not_connected += 1
-    return {"seconds": time.perf_counter() - T_PROCESS, "load_seconds": time.perf_counter() - t0,
+    return {"load_seconds": time.perf_counter() - t0,
             "connected": connected, "not_connected": not_connected, "peak_rss_mb": _rss_mb()}
 
 
