@@ -150,18 +150,14 @@ def test_callbacks_chosen_in_the_yaml(gp_ioc, tmp_path):
     assert any("no_such_callback" in p for p in bl.session.problems)
     uid, = bl.RE(bp.scan([bl["noisy"]], bl["m1"], -0.1, 0.1, 3))
     nexus_dir = bl.paths["nexus"]
-    files = wait_for(lambda: [p for p in nexus_dir.iterdir() if uid[:7] in p.name], timeout=20,
-                     message="the NeXus file")
-    with h5py.File(wait_for(lambda: _closed(files[0]), 20, message="the NeXus file closed"), "r") as f:
-        assert f.attrs.get("default") is not None
+    # the file appears under its final name only once complete (written as .part, then renamed)
+    path = wait_for(lambda: next((p for p in nexus_dir.iterdir()
+                                  if uid[:7] in p.name and not p.name.endswith(".part")), None),
+                    timeout=20, message="the NeXus file")
+    with h5py.File(path, "r") as f:
+        assert f.attrs["default"] == "entry"
+        assert f.attrs["file_name"] == str(path)
+        assert f["entry"].attrs["default"] in f["entry"]
+    assert not [p for p in nexus_dir.iterdir() if p.name.endswith(".part")]
     assert uid in bl.cat
 
-
-def _closed(path):
-    """``path`` once h5py can open it for reading (the writer thread has finished)."""
-    import h5py
-    try:
-        with h5py.File(path, "r"):
-            return path
-    except OSError:
-        return None
