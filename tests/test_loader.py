@@ -98,6 +98,20 @@ def test_scaler_names_already_on_the_ioc_are_kept(training):
         scaler.select_channels()
 
 
+def test_scaler_channel_renamed_at_the_ioc_follows(training):
+    """A name typed into the IOC's NMn field (a panel, caput) renames the channel's
+    data key at once, without a reload: the channel monitors its name."""
+    from ca_helpers import wait_for
+    channel = training.scaler1.channels.chan07
+    try:
+        epics.caput("gp:scaler1.NM7", "xtal", wait=True, timeout=5)
+        wait_for(lambda: channel.s.name == "xtal", timeout=5, message="chan07 renamed")
+        assert "xtal" in channel.s.read()
+    finally:
+        epics.caput("gp:scaler1.NM7", "", wait=True, timeout=5)
+        wait_for(lambda: channel.s.name == "", timeout=5, message="chan07 name cleared")
+
+
 def test_m1_has_srev_2000(training):
     assert epics.caget("gp:m1.SREV", timeout=5) == 2000
     assert training.m1.steps_per_revolution.get(use_monitor=False) == 2000
