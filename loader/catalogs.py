@@ -83,6 +83,59 @@ def open_catalog(name: str = "training", data_dir: str | os.PathLike | None = No
         return _cache[key]
 
 
+class DeferredCatalog:
+    """Stands in for catalog ``name`` until it is first used, then forwards to it.
+
+    Opening a databroker catalog imports databroker's drivers (xarray, pandas,
+    dask: ~0.5 s); a session that only records runs never reads them, so the
+    session's ``bl.cat`` opens on first use (``cat[-1]``, ``len(cat)``,
+    ``cat.v1``, ...).  ``open()`` returns the catalog itself.
+    """
+
+    def __init__(self, name: str, data_dir: str | os.PathLike | None = None) -> None:
+        self._name = name
+        self._data_dir = data_dir
+        self._catalog: Any = None
+        self._open_lock = threading.Lock()
+
+    def open(self) -> Any:
+        """The databroker catalog (opened now if it was not yet)."""
+        with self._open_lock:
+            if self._catalog is None:
+                self._catalog = open_catalog(self._name, self._data_dir)
+            return self._catalog
+
+    @property
+    def opened(self) -> bool:
+        return self._catalog is not None
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self.open(), attr)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.open()[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.open()
+
+    def __iter__(self):
+        return iter(self.open())
+
+    def __len__(self) -> int:
+        # iterating re-reads the run directory; intake's own len() can be stale
+        return sum(1 for _ in self.open())
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(type(self))) | set(dir(self.open())))
+
+    def __repr__(self) -> str:
+        if self._catalog is None:
+            return f"<catalog {self._name!r}, opened at first use>"
+        return repr(self._catalog)
+
+
 def __getattr__(name: str):
     """Entry-point look-up (``loader.catalogs:training``): the catalog for the current directory."""
     if name.startswith("__"):

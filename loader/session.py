@@ -92,7 +92,7 @@ def build_session(beamline, config: Mapping[str, Any]) -> Session:
     RE = make_run_engine(config.get("metadata"), paths["metadata"])
     cat_name = config.get("catalog") or "training"
     catalogs.use_data_dir(paths["data"], cat_name)
-    cat = catalogs.open_catalog(cat_name, paths["data"])
+    cat = catalogs.DeferredCatalog(cat_name, paths["data"])   # databroker imported at first use
 
     plans, plan_errors = load_group(PLANS, must_be_generator_function)
     problems += [str(e) for e in plan_errors]

@@ -95,3 +95,26 @@ def test_open_catalog_follows_the_data_directory(tmp_path):
     assert catalogs.open_catalog("training", tmp_path / "a") is a
     with pytest.raises(catalogs.CatalogNotFound):
         catalogs.open_catalog("no_such_catalog")
+
+
+DEFERRED_CATALOG = """
+import sys
+from loader import load_beamline
+import bluesky.plans as bp
+bl = load_beamline("training", labels=["motor", "simulator"])
+print("databroker imported at start:", "databroker" in sys.modules)
+uid, = bl.RE(bp.count([bl["noisy"]], num=2))
+print("runs:", len(bl.cat), "events:", len(bl.cat[uid].primary.read()["noisy"]))
+import os; os._exit(0)
+"""
+
+
+def test_session_opens_its_catalog_at_first_use(gp_ioc, tmp_path):
+    """Starting a session does not import databroker (~0.5 s); the first run and
+    the first look at ``bl.cat`` open it, and nothing recorded is missed."""
+    env = dict(os.environ, BEAMLINE_DATA_DIR=str(tmp_path / "data"))
+    out = subprocess.run([sys.executable, "-c", DEFERRED_CATALOG], env=env, capture_output=True,
+                         text=True, timeout=180, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "databroker imported at start: False" in out.stdout
+    assert "runs: 1 events: 2" in out.stdout

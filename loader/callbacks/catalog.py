@@ -57,17 +57,33 @@ def staged_msgpack_writer(directory: str | os.PathLike, flush: bool = True) -> e
 class CatalogWriter:
     """The session's catalog callback: remembers whether (and why) writing failed,
     and checks before each run that its directory can take the run
-    (:mod:`loader.storage_guard` asks it)."""
+    (:mod:`loader.storage_guard` asks it).
 
-    def __init__(self, callback: Callable[[str, dict], Any], directory: Path | None = None,
+    ``target`` is called once, at the first check or document, and returns
+    ``(callback, directory or None)``: finding where a catalog writes may open
+    the catalog (importing databroker), which a session start should not wait for.
+    """
+
+    def __init__(self, target: Callable[[], tuple[Callable[[str, dict], Any], Path | None]],
                  min_free_mb: float | None = None) -> None:
         from ..storage_guard import DEFAULT_MIN_FREE_MB
-        self.callback = callback
-        self.directory = directory
-        self.staging = directory / STAGING if directory is not None else None
+        self._target = target
+        self._callback: Callable[[str, dict], Any] | None = None
+        self.directory: Path | None = None
         self.min_free_bytes = float(DEFAULT_MIN_FREE_MB if min_free_mb is None else min_free_mb) * 1e6
         self.failures = 0
         self.error: str | None = None
+
+    @property
+    def callback(self) -> Callable[[str, dict], Any]:
+        if self._callback is None:
+            self._callback, self.directory = self._target()
+        return self._callback
+
+    @property
+    def staging(self) -> Path | None:
+        self.callback  # noqa: B018 -- resolves the directory
+        return self.directory / STAGING if self.directory is not None else None
 
     def __call__(self, name: str, doc: dict) -> None:
         try:
@@ -80,11 +96,12 @@ class CatalogWriter:
     def check(self) -> None:
         """Raise ``StorageError`` unless a run can be written now (file-backed catalogs)."""
         from ..storage_guard import check_directory
-        if self.staging is not None:
-            check_directory(self.staging, self.min_free_bytes)
+        staging = self.staging
+        if staging is not None:
+            check_directory(staging, self.min_free_bytes)
 
     def __repr__(self) -> str:
-        return f"<CatalogWriter {self.directory or self.callback!r}>"
+        return f"<CatalogWriter {self.directory or self._callback or 'not yet resolved'}>"
 
 
 def catalog_writer(beamline, min_free_mb: float | None = None, **options: Any) -> CatalogWriter:
@@ -92,11 +109,13 @@ def catalog_writer(beamline, min_free_mb: float | None = None, **options: Any) -
 
     ``min_free_mb``: a run does not start unless the catalog's file system has that
     much free (file-backed catalogs; see :mod:`loader.storage_guard`)."""
-    cat = beamline.cat
-    paths = getattr(cat, "paths", None)
-    if paths:  # file-backed (msgpack) catalog: write where it reads
-        directory = Path(os.path.dirname(paths[0]))
-        logger.info("catalog %r: runs written to %s", getattr(cat, "name", "?"), directory)
-        return CatalogWriter(staged_msgpack_writer(directory, flush=options.get("flush", True)),
-                             directory, min_free_mb)
-    return CatalogWriter(cat.v1.insert)
+    def target():
+        cat = beamline.cat      # a DeferredCatalog opens here, at the first run
+        paths = getattr(cat, "paths", None)
+        if paths:  # file-backed (msgpack) catalog: write where it reads
+            directory = Path(os.path.dirname(paths[0]))
+            logger.info("catalog %r: runs written to %s", getattr(cat, "name", "?"), directory)
+            return staged_msgpack_writer(directory, flush=options.get("flush", True)), directory
+        return cat.v1.insert, None
+
+    return CatalogWriter(target, min_free_mb)
