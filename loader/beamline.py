@@ -18,6 +18,7 @@ from .classes import import_classes
 from .config import find_config
 from .connect import connect_all
 from .epics_env import apply_epics_defaults
+from .gc_pause import collect_dropped, gc_paused
 from .happi_db import select_items
 from .instantiate import build_all
 from .problems import ConfigError
@@ -417,7 +418,14 @@ class Beamline(Mapping):
     def reload(self, strict: bool = False) -> dict[str, list[str]]:
         """Pick up entries added, removed or edited in the happi database (and retry
         devices that failed) without restarting; returns what was added/removed/changed."""
-        return self._sync(strict=strict)
+        changes = None
+        with gc_paused():
+            try:
+                changes = self._sync(strict=strict)
+            finally:        # free the devices dropped (before the pause ends and freezes again)
+                if changes is None or changes["removed"] or changes["changed"]:
+                    collect_dropped()
+        return changes
 
 
 def load_beamline(name: str, labels: Iterable[str] | None = None,
@@ -433,5 +441,6 @@ def load_beamline(name: str, labels: Iterable[str] | None = None,
     """
     path = find_config(name, config)
     bl = Beamline(name, path, labels=labels, namespace=namespace, session=session, timeout=timeout)
-    bl._sync(strict=strict)
+    with gc_paused(collect_first=True):     # a beamline loaded before may have been dropped
+        bl._sync(strict=strict)
     return bl

@@ -71,7 +71,28 @@ def checked(signal, value):
 
 def put(signal, value, timeout: float = PUT_TIMEOUT) -> None:
     """Write ``value`` (checked against the field first) and wait (bounded) until the IOC has taken it."""
+    if hasattr(signal, "wait_for_connection"):
+        signal.wait_for_connection(timeout=timeout)   # its enum strings and type are known from here on
     signal.set(checked(signal, value), timeout=timeout).wait(timeout=timeout)
+
+
+def components(device, attrs: list[str]) -> list:
+    """The components ``attrs`` (dotted paths) of ``device``, created together.
+
+    ophyd waits for each *lazy* component (area detector PVs are lazy) to connect
+    as it creates it, so touching nine of them costs nine connection waits in a
+    row (~0.3 s); created without that wait they connect side by side, and the
+    first put waits (bounded) for its own signal.
+    """
+    from ophyd.device import do_not_wait_for_lazy_connection
+    found = []
+    for attr in attrs:
+        obj = device
+        for part in attr.split("."):
+            with do_not_wait_for_lazy_connection(obj):
+                obj = getattr(obj, part)
+        found.append(obj)
+    return found
 
 
 def field_signal(device, field: str):

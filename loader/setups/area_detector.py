@@ -9,13 +9,12 @@ session share a file system here.  For an IOC on another host give
 from __future__ import annotations
 
 import logging
-import operator
 import os
 import random
 from pathlib import Path
 from typing import Any
 
-from ._common import NUMBER_OR_RANDOM, SetupValueError, check_string_field, number, put
+from ._common import NUMBER_OR_RANDOM, SetupValueError, check_string_field, components, number, put
 
 logger = logging.getLogger(__name__)
 DITHER_CONNECT_TIMEOUT = 2.0
@@ -71,12 +70,12 @@ def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 1
     except (TypeError, ValueError):
         raise SetupValueError("center, width, gain and noise must be numbers or {uniform: [low, high]}") from None
     cam = device.cam
-    put(cam.sim_mode, "Peaks")
-    for attr, value in (("peak_num.peak_num_x", 1), ("peak_num.peak_num_y", 1),
-                        ("peak_start.peak_start_x", int(cx)), ("peak_start.peak_start_y", int(cy)),
-                        ("peak_width.peak_width_x", int(w)), ("peak_width.peak_width_y", int(w)),
-                        ("gain", g), ("noise", n)):
-        put(operator.attrgetter(attr)(cam), value)
+    settings = {"sim_mode": "Peaks", "peak_num.peak_num_x": 1, "peak_num.peak_num_y": 1,
+                "peak_start.peak_start_x": int(cx), "peak_start.peak_start_y": int(cy),
+                "peak_width.peak_width_x": int(w), "peak_width.peak_width_y": int(w),
+                "gain": g, "noise": n}
+    for signal, value in zip(components(cam, list(settings)), settings.values()):
+        put(signal, value)
     for record, axis, centre in ((dither_x, "X", int(cx)), (dither_y, "Y", int(cy))):
         if not record:
             continue
