@@ -13,8 +13,11 @@ behind ``connected`` is fetched in bulk: :mod:`loader.bulk_metadata`.)
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Mapping
+
+logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.02
 PROGRESS_SAMPLE = 0.25   # seconds between two counts of connected signals
@@ -59,8 +62,9 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
 
     Building and connecting thousands of signals is CPU work that can outlast a
     timeout meant for unreachable IOCs.  So whenever more signals are connected
-    than at the last look (every ``PROGRESS_SAMPLE`` s), the deadline moves to at
-    least ``patience`` s (default: the configured timeout) from then, up to
+    than at the last look (every ``PROGRESS_SAMPLE`` s; at the first look: devices
+    still waiting have signals that connected while they were built), the deadline
+    moves to at least ``patience`` s (default: the configured timeout) from then, up to
     ``hard_limit`` s in all (default ten timeouts): live devices are never cut
     off while they progress, and dead ones still cost one wait after the last
     progress, never one per device.
@@ -93,10 +97,17 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
                 times[name] = now - t0
             signals_done += len(waiting.pop(name)[0])
         if waiting and now >= next_sample:
-            count = signals_done + sum(sig.connected for sigs, _ in waiting.values() for sig in sigs)
-            if last_count is not None and count > last_count:
+            still = sum(sig.connected for sigs, _ in waiting.values() for sig in sigs)
+            count = signals_done + still
+            # progress: more signals than at the last look; at the first look, signals
+            # of unfinished devices that connected while devices were being built
+            # (building thousands of signals can use up the whole timeout)
+            progressed = still > 0 if last_count is None else count > last_count
+            if progressed:
                 deadline = min(max(deadline, now + patience), hard_deadline)
             last_count, next_sample = count, now + PROGRESS_SAMPLE
+            logger.debug("connect: %d signals connected, %d devices waiting, %.2f s left",
+                         count, len(waiting), deadline - now)
         if not waiting or now >= deadline:
             break
         time.sleep(POLL_INTERVAL)   # bounded polling, as ophyd's own wait_for_connection does

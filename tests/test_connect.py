@@ -1,0 +1,54 @@
+"""One bounded wait for a whole load (loader.connect.connect_all), over real CA.
+
+Dead PVs cost one timeout, not one per device; a device whose signals are still
+connecting when the build ends is not cut off just because building used up the
+timeout (a thousand motors take seconds of CPU to build).
+"""
+from __future__ import annotations
+
+import time
+
+from ophyd import Component, Device, EpicsSignalRO
+
+from ca_helpers import wait_for
+from loader.connect import connect_all
+
+
+class HalfServed(Device):
+    """One PV the gp: IOC serves, one it does not."""
+    served = Component(EpicsSignalRO, "m1.RBV")
+    missing = Component(EpicsSignalRO, "no_such_record.VAL")
+
+
+class Unserved(Device):
+    missing = Component(EpicsSignalRO, "no_such_record.VAL")
+
+
+def test_partly_connected_device_gets_the_patience_even_with_no_time_left(gp_ioc):
+    device = HalfServed("gp:", name="half")
+    wait_for(lambda: device.served.connected, timeout=10, message="gp:m1.RBV")
+    t0 = time.monotonic()
+    outcome = connect_all({"half": device}, timeout=0.0, configured_timeout=1.0)  # built in all the time
+    waited = time.monotonic() - t0
+    assert waited >= 0.9, f"cut off although its signals connected while it was built: {outcome}"
+    assert "gp:no_such_record.VAL" in outcome["half"] and "1 of 2 PVs not connected" in outcome["half"]
+    device.destroy()
+
+
+def test_dead_devices_cost_one_timeout_in_total(gp_ioc):
+    devices = {f"dead{i}": Unserved("gp:", name=f"dead{i}") for i in range(5)}
+    t0 = time.monotonic()
+    outcome = connect_all(devices, timeout=0.5, patience=3.0)
+    waited = time.monotonic() - t0
+    assert all("timed out after 0.5 s" in reason for reason in outcome.values())
+    assert waited < 1.5, f"waited {waited:.1f} s for 5 dead devices with a 0.5 s timeout"
+    for device in devices.values():
+        device.destroy()
+
+
+def test_live_devices_connect_inside_the_wait(gp_ioc):
+    from ophyd import EpicsMotor
+    motors = {f"m{i}": EpicsMotor(f"gp:m{i}", name=f"m{i}") for i in range(1, 5)}
+    outcome = connect_all(motors, timeout=10.0)
+    assert outcome == {name: None for name in motors}
+    assert all(m.connected for m in motors.values())
