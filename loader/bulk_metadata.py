@@ -19,14 +19,18 @@ returns the reply that arrived, without a new request).  ophyd then receives the
 same metadata dictionary, through the same callback, in its own utility thread
 (limits, precision, units and enum strings are all kept).
 
-It also mends a pyepics flaw that would keep a device from ever coming back
-after its IOC restarts (a get tried while the IOC was away stays "pending" for
-ever): see ``BulkMetadataPV._resend_lost_gets``.
+It also mends two pyepics races: a get tried while the IOC was away stays
+"pending" for ever, so the device never comes back after its IOC restarts (see
+``BulkMetadataPV._resend_lost_gets``); and a signal that joins a PV another
+signal already holds, while that PV is connecting, can miss the connection for
+good (see :func:`get_pv`).
 
-The hook is ``epics.pv.default_pv_class`` (the PV class ``epics.get_pv`` builds,
-which ophyd's shim itself sets in ``setup()``); :func:`install` swaps in our
-subclass and :func:`uninstall` restores ophyd's.  ``tests/test_bulk_metadata.py``
-fails if a future ophyd stops calling ``get_all_metadata_callback`` on connect.
+The hooks are ``epics.pv.default_pv_class`` (the PV class ``epics.get_pv`` builds,
+which ophyd's shim itself sets in ``setup()``) and ``ophyd.cl.get_pv`` (which
+ophyd's own ``pv_telemetry`` option wraps the same way); :func:`install` swaps in
+ours and :func:`uninstall` restores ophyd's.  ``tests/test_bulk_metadata.py``
+fails if a future ophyd stops calling ``get_all_metadata_callback`` on connect or
+stops building its PVs through ``cl.get_pv``.
 """
 from __future__ import annotations
 
@@ -190,8 +194,40 @@ class BulkMetadataPV(shim.PyepicsShimPV):
     def __init__(self, *args, **kwargs):
         self._release_lock = threading.Lock()
         self._released = False
+        # held while pyepics runs this PV's connection / access-rights handlers, and
+        # while get_pv adds a subscriber: the two never interleave
+        self._subscribers_lock = threading.RLock()
         super().__init__(*args, **kwargs)
         self.connection_callbacks.append(self._resend_lost_gets)
+
+    def _PV__on_connect(self, *args, **kwargs):
+        """pyepics' connection handler (``PV.__on_connect``), under the subscribers lock."""
+        with self._subscribers_lock:
+            return super()._PV__on_connect(*args, **kwargs)
+
+    def _PV__on_access_rights_event(self, *args, **kwargs):
+        """pyepics' access-rights handler, under the subscribers lock."""
+        with self._subscribers_lock:
+            return super()._PV__on_access_rights_event(*args, **kwargs)
+
+    def subscribe_connection(self, connection_callback=None, access_callback=None) -> None:
+        """Add a subscriber's connection and access callbacks, as ophyd's shim does
+        for a new PV (on ophyd's dispatcher thread), and tell it at once if the PV
+        is already connected.  Atomic with the handlers: it is told exactly once."""
+        dispatcher = shim.get_dispatcher()
+        connection_callback = shim.wrap_callback(dispatcher, "metadata", connection_callback)
+        access_callback = shim.wrap_callback(dispatcher, "metadata", access_callback)
+        with self._subscribers_lock:
+            if connection_callback is not None:
+                self.connection_callbacks.append(connection_callback)
+            if access_callback is not None:
+                self.access_callbacks.append(access_callback)
+            connected = self.connected
+        if connected:
+            if connection_callback is not None:
+                connection_callback(pvname=self.pvname, conn=True, pv=self)
+            if access_callback is not None:
+                access_callback(self.read_access, self.write_access, pv=self)
 
     def _resend_lost_gets(self, pvname=None, conn=None, **kwargs) -> None:
         """pyepics marks a get as pending *before* libca accepts it: a get tried
@@ -236,21 +272,53 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         return index
 
 
+def get_pv(pvname: str, *args, connection_callback=None, access_callback=None, **kwargs):
+    """ophyd's ``cl.get_pv`` (``epics.get_pv``), without its lost-connection race.
+
+    For a PV already in its cache, pyepics calls a new subscriber's callbacks at
+    once if the PV is connected, else appends them; a PV whose connection handler
+    has run its callbacks but not yet set ``connected`` gets the new subscriber
+    too late, and that signal stays "not connected" until the IOC restarts.
+    Here a cached :class:`BulkMetadataPV` takes its subscribers under the lock its
+    handlers hold.  New PVs get their callbacks in the constructor, as before.
+    """
+    if ca.current_context() is None:        # as epics.get_pv: a new thread joins the context
+        ca.use_initial_context()
+    cache_key = (pvname, kwargs.get("form", "time"), ca.current_context())
+    cached = epics.pv._PVcache_.get(cache_key)
+    if not isinstance(cached, BulkMetadataPV):
+        return _ophyd_get_pv(pvname, *args, connection_callback=connection_callback,
+                             access_callback=access_callback, **kwargs)
+    pv = _ophyd_get_pv(pvname, *args, **kwargs)
+    if pv is cached:
+        pv.subscribe_connection(connection_callback, access_callback)
+    else:       # released and rebuilt meanwhile: a new PV, subscribe as pyepics would
+        pv = _ophyd_get_pv(pvname, *args, connection_callback=connection_callback,
+                           access_callback=access_callback, **kwargs)
+    return pv
+
+
+_ophyd_get_pv = shim.get_pv
+
+
 def batcher() -> MetadataBatcher:
     return _batcher
 
 
 def install() -> None:
     """Make PVs built from now on (by ophyd's pyepics control layer) use bulk metadata."""
-    import ophyd  # noqa: F401  (ophyd.setup_ophyd has run: the shim's dispatcher exists)
+    import ophyd  # (ophyd.setup_ophyd has run: the shim's dispatcher exists)
     if shim.get_dispatcher() is None:
         raise RuntimeError("ophyd's pyepics control layer is not set up")
     epics.pv.default_pv_class = BulkMetadataPV
+    ophyd.cl.get_pv = get_pv
 
 
 def uninstall() -> None:
-    """Back to ophyd's own PV class."""
+    """Back to ophyd's own PV class and ``get_pv``."""
+    import ophyd
     epics.pv.default_pv_class = shim.PyepicsShimPV
+    ophyd.cl.get_pv = _ophyd_get_pv
 
 
 def installed() -> bool:

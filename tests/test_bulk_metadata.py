@@ -7,6 +7,7 @@ stops asking its PV class for initial metadata through
 import inspect
 
 import epics
+import ophyd
 import pytest
 from ophyd import EpicsSignal, EpicsSignalRO
 from ophyd import _pyepics_shim as shim
@@ -27,8 +28,13 @@ def test_ophyd_still_has_the_hooked_method():
     sig = inspect.signature(shim.PyepicsShimPV.get_all_metadata_callback)
     assert list(sig.parameters)[:2] == ["self", "callback"]
     assert "timeout" in sig.parameters
-    source = inspect.getsource(__import__("ophyd.signal", fromlist=["x"]).EpicsSignalBase._pv_connected)
+    signal_module = __import__("ophyd.signal", fromlist=["x"])
+    source = inspect.getsource(signal_module.EpicsSignalBase._pv_connected)
     assert "get_all_metadata_callback" in source
+    # the subscribe-race fix sits in ophyd's control layer's get_pv
+    assert "self.cl.get_pv(" in inspect.getsource(signal_module.EpicsSignalBase.__init__)
+    assert "self.cl.get_pv(" in inspect.getsource(signal_module.EpicsSignal.__init__)
+    assert "_PV__on_connect" in dir(epics.PV) and "_PV__on_access_rights_event" in dir(epics.PV)
 
 
 def test_bulk_metadata_is_used_and_matches_libca(softioc, bulk):
@@ -53,8 +59,10 @@ def test_bulk_metadata_is_used_and_matches_libca(softioc, bulk):
 def test_uninstall_restores_ophyd_pv_class(softioc):
     bulk_metadata.install()
     assert epics.pv.default_pv_class is bulk_metadata.BulkMetadataPV
+    assert ophyd.cl.get_pv is bulk_metadata.get_pv
     bulk_metadata.uninstall()
     assert epics.pv.default_pv_class is shim.PyepicsShimPV
+    assert ophyd.cl.get_pv is epics.get_pv
     sig = EpicsSignalRO("sx:ao33", name="ao33_plain")
     sig.wait_for_connection(timeout=10)
     assert type(sig._read_pv) is shim.PyepicsShimPV
@@ -87,3 +95,38 @@ def test_a_get_lost_while_the_ioc_was_away_does_not_block_later_reads(softioc, b
             return None
     wait_for(lambda: read() == 41.0, timeout=20, message="a read after the restart")
     assert read() == 41.0
+
+
+def test_a_signal_joining_a_pv_while_it_connects_still_connects(softioc, bulk, monkeypatch):
+    """Two signals on one PV share pyepics' cached PV object.  pyepics' ``get_pv``
+    calls a new subscriber's callbacks at once if the PV is already connected, and
+    otherwise only appends them: a signal created after the PV's connection handler
+    has run its callbacks but before it sets ``connected`` never hears of the
+    connection (seen as a device left "not connected" at load, one in many).
+    The test holds the handler inside that window to force the interleaving; the
+    PV, the IOC and both signals are real."""
+    import threading
+    pvname = "sx:ao45"
+    in_window, release = threading.Event(), threading.Event()
+    original = bulk_metadata.BulkMetadataPV.force_read_access_rights
+
+    def held_in_the_window(pv):          # runs after the callbacks, before connected=True
+        if pv.pvname == pvname and not in_window.is_set():
+            in_window.set()
+            release.wait(10)
+        return original(pv)
+
+    monkeypatch.setattr(bulk_metadata.BulkMetadataPV, "force_read_access_rights", held_in_the_window)
+    first = EpicsSignalRO(pvname, name="first")
+    assert in_window.wait(10), "the PV did not connect"
+    made = []
+    joiner = threading.Thread(target=lambda: made.append(EpicsSignalRO(pvname, name="second")))
+    joiner.start()
+    joiner.join(0.5)                     # fixed: waits for the handler to finish
+    release.set()
+    joiner.join(10)
+    second, = made
+    assert second._read_pv is first._read_pv
+    wait_for(lambda: first.connected and second.connected, timeout=10,
+             message="both signals on the shared PV to connect")
+    assert second.get() == 45.0
