@@ -42,12 +42,23 @@ def _is_ready(signals: list, pending: list[dict]) -> bool:
     return all(sig.connected for sig in signals) and not any(pending)
 
 
-def _unconnected_reason(name: str, signals: list, pending: list[dict]) -> str:
+def summarize_pvs(names: list[str], shown: int = 5) -> str:
+    """``a, b, c and 12 more``: a reason line that stays one line for a big device."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def unconnected_pvs(signals: list) -> str:
+    """``3 of 60 PVs not connected (a, b, c)``, or "" when all are connected."""
     missing = [getattr(sig, "pvname", None) or sig.name for sig in signals if not sig.connected]
+    return f"{len(missing)} of {len(signals)} PVs not connected ({summarize_pvs(missing)})" if missing else ""
+
+
+def _unconnected_reason(name: str, signals: list, pending: list[dict]) -> str:
     parts = []
+    missing = unconnected_pvs(signals)
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        parts.append(f"{len(missing)} of {len(signals)} PVs not connected ({shown})")
+        parts.append(missing)
     if any(pending):
         parts.append("waiting for the first monitor updates")
     return "; ".join(parts) or "not connected"

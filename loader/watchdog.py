@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 
 from bluesky.utils import FailedStatus
 from ophyd.utils import DisconnectedError
+from .connect import summarize_pvs
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,6 @@ def _ca_signals(obj) -> list:
     else:
         signals = [root]
     return [sig for sig in signals if getattr(sig, "pvname", None)]
-
-
-def _pvnames(signals) -> str:
-    names = [sig.pvname for sig in signals]
-    more = len(names) - SHOWN_PVS
-    return ", ".join(names[:SHOWN_PVS]) + (f" and {more} more" if more > 0 else "")
 
 
 class IocConnectionLost(FailedStatus, DisconnectedError):
@@ -145,7 +140,7 @@ class DisconnectWatchdog:
 
     def _fail(self, status, owner, dead) -> None:
         name = getattr(owner, "name", None) or repr(owner)
-        message = (f"{name}: lost the connection to its IOC ({_pvnames(dead)} disconnected) "
+        message = (f"{name}: lost the connection to its IOC ({summarize_pvs([sig.pvname for sig in dead], SHOWN_PVS)} disconnected) "
                    "while the RunEngine was waiting for it")
         try:
             status.set_exception(DisconnectedError(message))

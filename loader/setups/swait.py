@@ -10,6 +10,7 @@ import random
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from ..connect import unconnected_pvs
 from ._common import NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field, number, put
 
 CONNECT_TIMEOUT = 10.0   # bounded; channels of an IOC that just restarted take a few seconds
@@ -52,7 +53,11 @@ def swait_record(prefix: str, name: str, context=None,
     from apstools.synApps import UserCalcN
     swait = UserCalcN(prefix, name=name)
     try:                        # destroyed also when it never connects: no channels left searching
-        swait.wait_for_connection(timeout=timeout)
+        try:
+            swait.wait_for_connection(timeout=timeout)
+        except TimeoutError:    # ophyd lists all ~65 signals: keep the log line to one line
+            signals = [walk.item for walk in swait.walk_signals()]
+            raise TimeoutError(f"{prefix}: {unconnected_pvs(signals)}") from None
         yield swait
     finally:
         swait.destroy()
