@@ -6,9 +6,11 @@ The happi item is attached as ``obj.md``, as happi's own loader does.
 """
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
 
 from . import templates
 
@@ -72,6 +74,32 @@ def instantiate_until(item, cls, deadline: float) -> tuple[Any, str | None]:
             return None, f"construction failed: {type(exc).__name__}: {exc}"
 
 
+_lazy_lock = threading.Lock()
+_lazy_builds = 0
+
+
+@contextmanager
+def lazy_components_connect_later() -> Iterator[None]:
+    """ophyd waits for a lazy component to connect when it is first touched, up to
+    10 s per component (``Device.lazy_wait_for_connection``), and constructors touch
+    some (``SingleTrigger`` takes ``cam.acquire``; ours sets ``hdf1``'s paths): with
+    an IOC slow to answer, a constructor sat 10 s past the load's deadline.  While
+    devices are built they are made without that wait; the load's one bounded
+    connection wait covers them (they are instantiated, so it sees their signals)."""
+    global _lazy_builds
+    from ophyd import Device
+    with _lazy_lock:
+        _lazy_builds += 1
+        Device.lazy_wait_for_connection = False
+    try:
+        yield
+    finally:
+        with _lazy_lock:
+            _lazy_builds -= 1
+            if not _lazy_builds:
+                Device.lazy_wait_for_connection = True
+
+
 def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, workers: int = 8
               ) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, float]]:
     """Construct every item side by side in a small thread pool.
@@ -97,8 +125,8 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
         obj, error = instantiate_until(item, classes[item.device_class], deadline)
         return item, obj, error, time.monotonic() - t0
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items))),
-                            thread_name_prefix="construct") as pool:
+    with lazy_components_connect_later(), ThreadPoolExecutor(
+            max_workers=max(1, min(workers, len(items))), thread_name_prefix="construct") as pool:
         for item, obj, error, took in pool.map(build, items):
             seconds[item.name] = took
             if obj is not None:

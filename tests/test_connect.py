@@ -52,3 +52,31 @@ def test_live_devices_connect_inside_the_wait(gp_ioc):
     outcome = connect_all(motors, timeout=10.0)
     assert outcome == {name: None for name in motors}
     assert all(m.connected for m in motors.values())
+
+
+class TouchesItsLazyPart(Device):
+    """Like ``SingleTrigger`` taking ``cam.acquire``: the constructor touches a lazy part."""
+    part = Component(Unserved, "", lazy=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kept = self.part
+
+
+def test_constructors_touching_lazy_parts_do_not_wait_outside_the_load(gp_ioc):
+    """ophyd waits up to 10 s for a lazy part a constructor touches, past the load's
+    deadline (an area detector on a slow IOC held a load for 10 s); while the loader
+    builds, the part is made without that wait and joins the load's one wait."""
+    from ophyd import Device as OphydDevice
+
+    from loader.instantiate import lazy_components_connect_later
+    assert OphydDevice.lazy_wait_for_connection is True       # ophyd's default: it would wait
+    with lazy_components_connect_later():
+        t0 = time.monotonic()
+        device = TouchesItsLazyPart("gp:", name="touches")
+        built = time.monotonic() - t0
+    assert OphydDevice.lazy_wait_for_connection is True       # restored after the build
+    assert built < 2.0, f"the constructor waited {built:.1f} s for its lazy part"
+    outcome = connect_all({"touches": device}, timeout=0.5)
+    assert "gp:no_such_record.VAL" in outcome["touches"]      # the part is in the one wait
+    device.destroy()
