@@ -76,6 +76,7 @@ def instantiate_until(item, cls, deadline: float) -> tuple[Any, str | None]:
 
 _lazy_lock = threading.Lock()
 _lazy_builds = 0
+_lazy_wait_before = True        # ophyd's setting when the outermost build began
 
 
 @contextmanager
@@ -86,9 +87,11 @@ def lazy_components_connect_later() -> Iterator[None]:
     an IOC slow to answer, a constructor sat 10 s past the load's deadline.  While
     devices are built they are made without that wait; the load's one bounded
     connection wait covers them (they are instantiated, so it sees their signals)."""
-    global _lazy_builds
+    global _lazy_builds, _lazy_wait_before
     from ophyd import Device
     with _lazy_lock:
+        if not _lazy_builds:
+            _lazy_wait_before = Device.lazy_wait_for_connection
         _lazy_builds += 1
         Device.lazy_wait_for_connection = False
     try:
@@ -97,7 +100,7 @@ def lazy_components_connect_later() -> Iterator[None]:
         with _lazy_lock:
             _lazy_builds -= 1
             if not _lazy_builds:
-                Device.lazy_wait_for_connection = True
+                Device.lazy_wait_for_connection = _lazy_wait_before
 
 
 def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, workers: int = 8

@@ -12,7 +12,8 @@ to ``ca_array_put_callback``, looked up at each put) at a handler that drops suc
 replies and passes every other one to pyepics.  The put then stays pending: the
 session's :class:`loader.watchdog.DisconnectWatchdog` fails the status with the
 device's name, and ``caput(wait=True)`` runs into its timeout and reports failure.
-``tests/test_put_completion.py`` fails if pyepics stops using the hook.
+``tests/test_faults.py::test_a_count_cut_by_the_ioc_dying_is_not_reported_complete``
+fails if pyepics stops using the hook.
 """
 from __future__ import annotations
 
@@ -36,17 +37,8 @@ def _on_put_event(args, **kwargs) -> None:
 
 
 _pyepics_put_event = ca._onPutEvent
-_pyepics_callback = ca._CB_PUTWAIT
 _callback = dbr.make_callback(_on_put_event, dbr.event_handler_args)
 
 
 def install() -> None:
     ca._CB_PUTWAIT = _callback
-
-
-def uninstall() -> None:
-    ca._CB_PUTWAIT = _pyepics_callback
-
-
-def installed() -> bool:
-    return ca._CB_PUTWAIT is _callback

@@ -140,7 +140,8 @@ class DisconnectWatchdog:
 
     def _fail(self, status, owner, dead) -> None:
         name = getattr(owner, "name", None) or repr(owner)
-        message = (f"{name}: lost the connection to its IOC ({summarize_pvs([sig.pvname for sig in dead], SHOWN_PVS)} disconnected) "
+        pvs = summarize_pvs([sig.pvname for sig in dead], SHOWN_PVS)
+        message = (f"{name}: lost the connection to its IOC ({pvs} disconnected) "
                    "while the RunEngine was waiting for it")
         try:
             status.set_exception(DisconnectedError(message))
