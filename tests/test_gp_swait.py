@@ -1,4 +1,5 @@
 """swait records of the simulated gp: IOC, over real Channel Access."""
+import threading
 import time
 
 import numpy as np
@@ -145,6 +146,62 @@ def test_temperature_walks_to_setpoint_at_most_d_per_update(temperature):
     t2 = time.time()
     wait_for(lambda: len(since(t2)) >= 5, timeout=5, message="more updates")
     assert all(abs(v - 25) <= 0.2 for v in since(t2))
+
+
+def test_a_move_is_not_finished_by_a_check_against_the_old_setpoint(temperature):
+    """A readback update's in-position check (old setpoint, in position) that is
+    still running when a new move starts must not finish the new move at once."""
+    temperature.max_change.put(0.2, wait=True)     # 3 degrees take 15 updates (1.5 s)
+    wait_for(lambda: temperature.done.get() and temperature.inposition, timeout=5,
+             message="settled at 20")
+    inside, release = threading.Event(), threading.Event()
+    tolerance_get = temperature.tolerance.get
+
+    def held_get(*args, **kwargs):     # hold the first monitor-thread check midway
+        value = tolerance_get(*args, **kwargs)
+        if threading.current_thread() is not threading.main_thread() and not inside.is_set():
+            inside.set()
+            release.wait(5)
+        return value
+
+    temperature.tolerance.get = held_get
+    try:
+        assert inside.wait(5), "no readback update checked the position"
+        threading.Timer(0.5, release.set).start()
+        status = temperature.move(23, wait=False, timeout=30)
+        status.wait(30)
+    finally:
+        release.set()
+        del temperature.tolerance.get
+    assert status.success
+    assert abs(temperature.readback.get() - 23) <= temperature.tolerance.get()
+
+
+def test_a_late_monitor_of_an_older_setpoint_does_not_retarget_a_move(temperature):
+    """The monitor of the setpoint written before a move, delivered only after the
+    move began, must not become the target that move is done at."""
+    temperature.max_change.put(0.2, wait=True)
+    wait_for(lambda: temperature.done.get() and temperature.inposition, timeout=5,
+             message="settled at 20")
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_monitor_thread(**kwargs):
+        if not inside.is_set():
+            inside.set()
+            release.wait(5)
+
+    cid = temperature.readback.subscribe(hold_monitor_thread, run=False)
+    try:
+        assert inside.wait(5), "no readback update"
+        temperature.setpoint.put(20, wait=True)    # its monitor waits behind the held thread
+        status = temperature.move(23, wait=False, timeout=30)
+        release.set()
+        status.wait(30)
+    finally:
+        release.set()
+        temperature.readback.unsubscribe(cid)
+    assert status.success
+    assert abs(temperature.readback.get() - 23) <= temperature.tolerance.get()
 
 
 def test_temperature_configuration_matches_the_training_instrument(temperature):

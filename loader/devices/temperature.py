@@ -7,10 +7,14 @@ detector and, in plans, like a motor.
 """
 from __future__ import annotations
 
+import threading
+
 from ophyd import Component, EpicsSignal, PVPositioner, Signal
 
+from .positioner import MoveDoneGuard
 
-class SwaitTemperature(PVPositioner):
+
+class SwaitTemperature(MoveDoneGuard, PVPositioner):
     """Temperature positioner: setpoint ``.B``, readback ``.VAL``, done within ``.E``."""
 
     readback = Component(EpicsSignal, ".VAL", kind="hinted")
@@ -29,7 +33,11 @@ class SwaitTemperature(PVPositioner):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.readback.name = self.name          # the reading is called "temperature"
-        self._target = None      # the setpoint last commanded (monitors may lag behind)
+        self._target = None      # the setpoint the done-check compares with
+        self._commanded = None   # the target of the move under way, until it is done
+        # a monitor's done-check (old target) must not straddle a new move's
+        # "not done": it would finish the new move at once, far from its target
+        self._done_lock = threading.RLock()
         self.readback.subscribe(self._update_done, run=False)
         self.setpoint.subscribe(self._setpoint_changed, run=False)
 
@@ -40,18 +48,31 @@ class SwaitTemperature(PVPositioner):
         return abs(self.readback.get() - target) <= self.tolerance.get()
 
     def _setpoint_changed(self, value=None, **kwargs) -> None:
-        self._target = value
-        self._update_done()
+        with self._done_lock:
+            if self._commanded is not None and value != self._commanded:
+                return       # an older setpoint's monitor, delivered late: the move's target stands
+            self._target = value
+            self._update_done()
 
     def _update_done(self, *args, **kwargs) -> None:
-        try:
-            in_position = self.inposition
-        except Exception:        # not connected yet
-            return
-        if in_position != self.done.get():
-            self.done.put(in_position)
+        with self._done_lock:
+            try:
+                in_position = self.inposition
+            except Exception:        # not connected yet
+                return
+            if in_position and self._commanded is not None:
+                self._commanded = None
+            if in_position != self.done.get():
+                self.done.put(in_position)
+
+    def stop(self, *, success: bool = False) -> None:
+        """A stopped (or timed-out) move no longer holds the target."""
+        with self._done_lock:
+            self._commanded = None
+        super().stop(success=success)
 
     def _setup_move(self, position) -> None:
-        self._target = position
-        self.done.put(False)     # a move always goes not-done -> done, even when already there
+        with self._done_lock:
+            self._target = self._commanded = position
+            self.done.put(False)     # a move always goes not-done -> done, even when already there
         super()._setup_move(position)
