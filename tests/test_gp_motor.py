@@ -90,6 +90,29 @@ def test_zero_length_move_toggles_dmov(gp_ioc):
     assert status.success
 
 
+def test_a_move_requested_while_the_last_one_settles_is_made(gp_ioc):
+    """A new VAL while the record waits DLY after a move (MOVN 0, DMOV still 0)
+    is a new move, not a request the ending move forgets."""
+    m5 = motor(gp_ioc, 5)
+    m5.move(0.0, wait=True, timeout=10)
+    delay = field("gp:m5.DLY", EpicsSignal)
+    delay.put(0.5, wait=True)
+    try:
+        moving = field("gp:m5.MOVN")
+        status = m5.move(0.1, wait=False)
+        wait_for(lambda: m5.motor_done_move.get(use_monitor=False) == 0
+                 and moving.get(use_monitor=False) == 0
+                 and m5.user_readback.get(use_monitor=False) == pytest.approx(0.1),
+                 timeout=5, interval=0.01, message="settling at 0.1")
+        m5.user_setpoint.put(0.2, wait=False)          # another client, during DLY
+        status.wait(10)
+        wait_for(lambda: m5.motor_done_move.get(use_monitor=False) == 1, timeout=10,
+                 message="DMOV 1")
+    finally:
+        delay.put(0.0, wait=True)
+    assert m5.user_readback.get(use_monitor=False) == pytest.approx(0.2)
+
+
 def test_soft_limit_violation_is_refused(gp_ioc):
     m4 = motor(gp_ioc, 4)
     low, high = m4.limits

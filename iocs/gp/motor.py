@@ -113,6 +113,7 @@ class MotorRecord(ChannelDouble):
         self._goal_changed = False
         self._halt = False
         self._keep_target = False
+        self._finishing = False      # the motion task is past its last look at the goal
         self._pending_redefine = False
         if "S" not in overrides and self.v["UREV"]:
             self.v["S"] = self.v["VELO"] / self.v["UREV"]
@@ -427,7 +428,7 @@ class MotorRecord(ChannelDouble):
 
     async def _pulse_done(self) -> None:
         """DMOV 1→0→1 without motion (refused or deferred request)."""
-        if self._task is None or self._task.done():
+        if self._task is None or self._task.done() or self._finishing:
             await self._post(DMOV=0)
             await self._post(DMOV=1)
 
@@ -435,59 +436,78 @@ class MotorRecord(ChannelDouble):
         idle, wake = self._events()
         self._goal = (dial_target, velocity)
         self._goal_changed = True
+        loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             idle.clear()
             self._halt = False
-            self._task = asyncio.get_running_loop().create_task(self._motion())
+            self._task = loop.create_task(self._motion())
+        elif self._finishing:
+            # DMOV=1 is out: a client told "done" may already be asking for the
+            # next move, which the ending task would never see.  Move again after it.
+            self._finishing = False
+            self._task = loop.create_task(self._motion(after=self._task))
         else:
             wake.set()
 
-    async def _motion(self) -> None:
-        """Drive the readback along the profile until the goal, a stop or a switch."""
-        idle, wake = self._events()
-        loop = asyncio.get_running_loop()
+    async def _motion(self, after: asyncio.Task | None = None) -> None:
+        """Move (DMOV 0) until the goal, a stop or a switch, then DMOV 1; a new
+        goal while finishing (DLY) keeps DMOV at 0 and moves on."""
+        idle, _ = self._events()
+        if after is not None:
+            await asyncio.wait([after])
         try:
             await self._post(DMOV=0)
-            hit = False
             while True:
-                wake.clear()
-                if self._goal_changed:
-                    self._goal_changed = False
-                    target, velocity = self._goal
-                    start = self.v["DRBV"]
-                    hw_low, hw_high = self._hw_range()
-                    direction = 1 if target >= start else -1
-                    duration, profile = trapezoid(abs(target - start), velocity, self.v["ACCL"])
-                    t0 = loop.time()
-                    tdir = int(direction * self._sign > 0)
-                    await self._post(TDIR=tdir, CDIR=int(direction > 0), MOVN=1, ATHM=0)
-                    await self._post_status()
-                if self._halt:
+                hit = await self._drive()
+                if await self._finish(stopped=self._halt, hit=hit):
                     break
-                elapsed = loop.time() - t0
-                dial = start + direction * profile(elapsed)
-                if (direction > 0 and dial >= hw_high) or (direction < 0 and dial <= hw_low):
-                    dial = min(max(dial, hw_low), hw_high)
-                    hit = True
-                await self._set_readback(self._quantised(dial))
-                if (hit or elapsed >= duration) and not self._goal_changed:
-                    break
-                if self._halt or self._goal_changed:
-                    continue
-                tick = max(0.0, min(1.0 / TICK_HZ, duration - elapsed))
-                try:
-                    await asyncio.wait_for(wake.wait(), tick)    # a stop or new goal wakes us
-                except asyncio.TimeoutError:
-                    pass
-            await self._finish(stopped=self._halt, hit=hit)
         finally:
-            self._halt = False
-            self._task = None
-            if self.v["DMOV"] != 1:
-                await self._post(DMOV=1)
-            idle.set()
+            if self._task is asyncio.current_task():      # else a successor took over
+                self._halt = False
+                self._finishing = False
+                self._task = None
+                if self.v["DMOV"] != 1:
+                    await self._post(DMOV=1)
+                idle.set()
 
-    async def _finish(self, stopped: bool, hit: bool) -> None:
+    async def _drive(self) -> bool:
+        """Drive the readback along the profile; True if a limit switch stopped it."""
+        _, wake = self._events()
+        loop = asyncio.get_running_loop()
+        hit = False
+        while True:
+            wake.clear()
+            if self._goal_changed:
+                self._goal_changed = False
+                target, velocity = self._goal
+                start = self.v["DRBV"]
+                hw_low, hw_high = self._hw_range()
+                direction = 1 if target >= start else -1
+                duration, profile = trapezoid(abs(target - start), velocity, self.v["ACCL"])
+                t0 = loop.time()
+                tdir = int(direction * self._sign > 0)
+                await self._post(TDIR=tdir, CDIR=int(direction > 0), MOVN=1, ATHM=0)
+                await self._post_status()
+            if self._halt:
+                return hit
+            elapsed = loop.time() - t0
+            dial = start + direction * profile(elapsed)
+            if (direction > 0 and dial >= hw_high) or (direction < 0 and dial <= hw_low):
+                dial = min(max(dial, hw_low), hw_high)
+                hit = True
+            await self._set_readback(self._quantised(dial))
+            if (hit or elapsed >= duration) and not self._goal_changed:
+                return hit
+            if self._halt or self._goal_changed:
+                continue
+            tick = max(0.0, min(1.0 / TICK_HZ, duration - elapsed))
+            try:
+                await asyncio.wait_for(wake.wait(), tick)    # a stop or new goal wakes us
+            except asyncio.TimeoutError:
+                pass
+
+    async def _finish(self, stopped: bool, hit: bool) -> bool:
+        """End the move; False (DMOV still 0) if a new goal came meanwhile."""
         await self._post(MOVN=0)
         if (stopped and not self._keep_target) or hit or self.v["JOGF"] or self.v["JOGR"]:
             dial = self.v["DRBV"]
@@ -500,8 +520,12 @@ class MotorRecord(ChannelDouble):
             await self._post(SPMG="Pause")
         if self.v["DLY"] > 0:
             await asyncio.sleep(self.v["DLY"])
+        if self._goal_changed and not self._halt:
+            return False
+        self._finishing = True
         await self._post(DMOV=1)
         await self._post_status()
+        return True
 
     async def _set_readback(self, dial: float) -> None:
         steps = self._steps(dial)
