@@ -71,3 +71,25 @@ def pytest_collection_modifyitems(config, items):
     """Run the ``faults`` tests last: they kill and restart the shared IOCs, and the
     channels other tests hold take a few seconds to reconnect afterwards."""
     items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
+
+
+IOC_LOG_LINES = 25
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used a simulated IOC shows the end of that IOC's log (CI
+    keeps no files: a dropped update or a server error is then in the report)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.passed or report.skipped:
+        return
+    for name in ("gp_ioc_process", "ad_ioc_process"):
+        ioc = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+        log_path = getattr(ioc, "log_path", None)
+        if log_path is None or not os.path.exists(log_path):
+            continue
+        with open(log_path, errors="replace") as log:
+            tail = log.readlines()[-IOC_LOG_LINES:]
+        if tail:
+            report.sections.append((f"{ioc.kind} IOC log (last {len(tail)} lines)", "".join(tail)))
