@@ -120,6 +120,23 @@ class IocProcess:
             pass
         proc.wait(5)
 
+    def freeze(self) -> None:
+        """Suspend the process (SIGSTOP): its connections stay open and it answers
+        nothing, as a hung IOC.  :meth:`thaw` resumes it."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, signum: int) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
     def __enter__(self) -> "IocProcess":
         return self.start() if not self.running else self
 

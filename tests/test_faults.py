@@ -305,6 +305,36 @@ def test_ioc_dies_mid_scan(scan_session, gp_ioc_process, moment):
 
 # -- the disk ------------------------------------------------------------------------
 
+def test_a_move_a_hung_ioc_never_finishes_fails_within_its_bound(gp_ioc_process):
+    """An IOC that hangs (alive, connections open, answering nothing) never reports
+    the move done and libca notices nothing for ~30 s: the move fails with
+    ``StatusTimeoutError`` once its bound from VELO and ACCL has passed, and the
+    motor works again once the IOC does."""
+    from ophyd.utils.errors import StatusTimeoutError
+
+    from loader.devices.motor import EpicsMotorWithSREV
+    if not gp_ioc_process.running:
+        gp_ioc_process.start()
+    m7 = EpicsMotorWithSREV("gp:m7", name="m7")
+    m7.wait_for_connection(timeout=10)
+    m7.velocity.put(5.0, wait=True)
+    m7.move(0.0, wait=True, timeout=10)
+    m7.move_time_margin = 1.0
+    bound = m7.move_time_bound(0.5)
+    assert 1.0 < bound < 2.5                      # 2 x (0.5/5 + 2 x ACCL) + 1
+    gp_ioc_process.freeze()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StatusTimeoutError):
+            m7.move(0.5, wait=True)
+        took = time.monotonic() - t0
+    finally:
+        gp_ioc_process.thaw()
+    assert bound - 0.1 < took < bound + 3.0
+    m7.move(0.0, wait=True, timeout=10)           # the IOC answers again: so does the motor
+    assert m7.position == pytest.approx(0.0)
+
+
 def test_a_count_cut_by_the_ioc_dying_is_not_reported_complete(gp_ioc_process):
     """libca answers a put still in flight when its IOC dies with "Virtual circuit
     disconnect"; pyepics ran the completion callback anyway, so ophyd called the cut

@@ -1,9 +1,13 @@
 """Motor device classes used by the beamline configuration."""
 from __future__ import annotations
 
+import logging
+
 from ophyd import Component, EpicsMotor, EpicsSignal
 
 from .positioner import MoveDoneGuard
+
+logger = logging.getLogger(__name__)
 
 
 class EpicsMotorWithSREV(MoveDoneGuard, EpicsMotor):
@@ -13,6 +17,34 @@ class EpicsMotorWithSREV(MoveDoneGuard, EpicsMotor):
     e.g. SREV=2000 on ``m1`` for 0.001 steps; this component makes that a
     configuration value that setup actions can write and runs can record.
     A move asked for as the previous one finishes is never lost (:class:`MoveDoneGuard`).
+
+    A move given no timeout gets one from the record's own speed
+    (:meth:`move_time_bound`): a motor whose IOC never reports the move done
+    (hung, or a stalled axis) fails the move with ophyd's ``StatusTimeoutError``,
+    and is told to stop, instead of holding the plan for ever.
     """
 
     steps_per_revolution = Component(EpicsSignal, ".SREV", kind="config", auto_monitor=True)
+
+    #: seconds added to twice the expected move time (settling, a busy IOC)
+    move_time_margin: float = 10.0
+
+    def move_time_bound(self, position: float) -> float | None:
+        """At most how long a move to ``position`` may take: twice distance/VELO
+        plus both ramps (ACCL), plus :attr:`move_time_margin`; None when the record
+        cannot tell (not connected, VELO 0)."""
+        try:
+            velocity = float(self.velocity.get())
+            ramp = float(self.acceleration.get())
+            distance = abs(float(position) - float(self.user_readback.get()))
+        except Exception as exc:     # disconnected: ophyd's own move says so
+            logger.debug("%s: no time bound for the move (%s)", self.name, exc)
+            return None
+        if velocity <= 0:
+            return None
+        return 2.0 * (distance / velocity + 2.0 * max(ramp, 0.0)) + self.move_time_margin
+
+    def move(self, position, wait: bool = True, timeout: float | None = None, **kwargs):
+        if timeout is None and self._timeout is None:      # nothing given, here or at construction
+            timeout = self.move_time_bound(position)
+        return super().move(position, wait=wait, timeout=timeout, **kwargs)
