@@ -204,6 +204,24 @@ def test_a_late_monitor_of_an_older_setpoint_does_not_retarget_a_move(temperatur
     assert abs(temperature.readback.get() - 23) <= temperature.tolerance.get()
 
 
+def test_a_move_that_never_settles_fails_within_its_bound(temperature):
+    """Tolerance 0 with noise: the readback is never "there".  A move given no
+    timeout fails once twice the scans it needs (D per .1 s scan) plus the margin
+    have passed, instead of waiting for ever."""
+    from ophyd.utils.errors import StatusTimeoutError
+    wait_for(lambda: abs(temperature.readback.get() - 20) < 0.1, timeout=5, message="at 20")
+    temperature.tolerance.put(0.0, wait=True)
+    temperature.move_time_margin = 1.0
+    bound = temperature.move_time_bound(21)
+    assert bound == pytest.approx(2 * 2 * 0.1 + 1.0, abs=0.25)    # 1 degree at D=1: 2 scans
+    t0 = time.monotonic()
+    with pytest.raises(StatusTimeoutError):
+        temperature.move(21, wait=True)
+    took = time.monotonic() - t0
+    assert bound - 0.1 < took < bound + 2.0
+    assert abs(temperature.readback.get() - 21) < 0.2      # it went there, never within 0
+
+
 def test_temperature_configuration_matches_the_training_instrument(temperature):
     assert temperature.readback.name == "temperature"
     assert set(temperature.configuration_attrs) >= {

@@ -3,10 +3,13 @@
 The swait record walks its readback (``.VAL``) towards the setpoint (``.B``) by at
 most ``.D`` per scan, with noise ``.C``.  A move is done when the readback is
 within ``.E`` (tolerance) of the setpoint, so ``temperature`` works both as a
-detector and, in plans, like a motor.
+detector and, in plans, like a motor.  A move given no timeout gets one from the
+record's own pace (:meth:`SwaitTemperature.move_time_bound`): one that never
+settles fails instead of holding the plan for ever.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 from ophyd import Component, EpicsSignal, PVPositioner, Signal
@@ -64,6 +67,28 @@ class SwaitTemperature(MoveDoneGuard, PVPositioner):
                 self._commanded = None
             if in_position != self.done.get():
                 self.done.put(in_position)
+
+    #: seconds added to the bound of a move (settling within the noise, a busy IOC)
+    move_time_margin: float = 10.0
+
+    def move_time_bound(self, position: float) -> float | None:
+        """At most how long reaching ``position`` may take: twice the scans it needs
+        at ``.D`` per scan (one more to settle), at the record's scan period, plus
+        :attr:`move_time_margin`; None when the record does not scan periodically."""
+        try:
+            period = float(str(self.scanning_rate.get()).split()[0])    # ".1 second"
+            step = abs(float(self.max_change.get()))
+            distance = abs(float(position) - float(self.readback.get()))
+        except Exception:      # "Passive", "I/O Intr", or not connected
+            return None
+        if step <= 0 or period <= 0:
+            return None
+        return 2.0 * (math.ceil(distance / step) + 1) * period + self.move_time_margin
+
+    def move(self, position, wait: bool = True, timeout: float | None = None, moved_cb=None):
+        if timeout is None and self._timeout is None:      # nothing given, here or at construction
+            timeout = self.move_time_bound(position)
+        return super().move(position, wait=wait, timeout=timeout, moved_cb=moved_cb)
 
     def stop(self, *, success: bool = False) -> None:
         """A stopped (or timed-out) move no longer holds the target."""
