@@ -90,6 +90,7 @@ class MetadataBatcher:
             pending.extend(request for request in new if self._issue(request))
             if new:
                 ca.flush_io()
+            del new        # else held while waiting for the next: a dropped device stays alive
             pending = self._complete_ready(pending)
 
     def _drain(self, block: bool) -> list[_Request]:

@@ -13,12 +13,17 @@ Frozen objects are never collected, and ophyd devices hold reference cycles,
 so what a session drops must be unfrozen to be freed: a reload that removed
 devices, and a new ``load_beamline`` in a process that loaded before (a notebook
 cell run twice drops the previous beamline), unfreeze and collect once (~0.25 s).
+Before that, ophyd's callback threads are made to let go of their last callback
+(:func:`release_callback_threads`): a dropped device still held then would be
+frozen again with the survivors, and freed only by the next reload.
 """
 from __future__ import annotations
 
 import contextlib
 import gc
 import threading
+import time
+from collections import defaultdict
 from typing import Iterator
 
 _lock = threading.Lock()
@@ -55,5 +60,43 @@ def gc_paused(freeze: bool = True, collect_first: bool = False) -> Iterator[None
 def collect_dropped() -> int:
     """Unfreeze and collect (for objects dropped since the last freeze); returns
     what the collector found unreachable.  Callers freeze again afterwards."""
+    release_callback_threads()
     gc.unfreeze()
     return gc.collect()
+
+
+def release_callback_threads(timeout: float = 1.0) -> None:
+    """Run an empty callback on each of ophyd's dispatcher threads.
+
+    Why: such a thread keeps the callback it ran last (a bound method of a
+    signal, hence its whole device) until its next one arrives, which on a quiet
+    thread (metadata, utility) may be never.  Threads that share a queue (the
+    utility pool) each take one: the callbacks wait for each other.  Bounded:
+    a thread busy for longer than ``timeout`` is not waited for.
+    """
+    from ophyd import _pyepics_shim as shim
+    dispatcher = shim.get_dispatcher()
+    if dispatcher is None:
+        return
+    by_queue: dict[int, list] = defaultdict(list)
+    for thread in dispatcher.threads.values():
+        if thread is not None and thread.is_alive():
+            by_queue[id(thread.queue)].append(thread)
+    ran: list[threading.Event] = []
+    for threads in by_queue.values():
+        barrier = threading.Barrier(len(threads), timeout=timeout)
+        for _ in threads:
+            event = threading.Event()
+
+            def empty(barrier=barrier, event=event) -> None:
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    pass
+                event.set()
+
+            threads[0].queue.put((empty, (), {}))
+            ran.append(event)
+    deadline = time.monotonic() + timeout
+    for event in ran:
+        event.wait(max(0.0, deadline - time.monotonic()))

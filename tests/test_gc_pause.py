@@ -52,6 +52,12 @@ from loader import load_beamline
 cfg, db = sys.argv[1], sys.argv[2]
 bl = load_beamline("training", config=cfg, session=False)
 dropped = weakref.ref(bl.m3)
+# an ophyd callback thread keeps the callback it ran last: make it one of m3's
+import threading
+from ophyd import _pyepics_shim as shim
+ran = threading.Event()
+shim.get_dispatcher().schedule_utility_task(lambda m3=bl.m3: ran.set())
+ran.wait(5)
 client = happi.Client(path=db)
 client.remove_item(client.find_item(name="m3"))
 print("removed:", bl.reload()["removed"])
@@ -61,7 +67,8 @@ import os; os._exit(0)
 
 
 def test_reload_frees_the_devices_it_drops(gp_ioc, tmp_path):
-    """In a fresh process (in this one, earlier tests' beamlines share m3's PVs)."""
+    """In a fresh process (in this one, earlier tests' beamlines share m3's PVs); an
+    ophyd callback thread whose last callback held m3 lets go of it."""
     import os
     import subprocess
     import sys
