@@ -331,8 +331,11 @@ def test_a_move_a_hung_ioc_never_finishes_fails_within_its_bound(gp_ioc_process)
     finally:
         gp_ioc_process.thaw()
     assert bound - 0.1 < took < bound + 3.0
-    m7.move(0.0, wait=True, timeout=10)           # the IOC answers again: so does the motor
-    assert m7.position == pytest.approx(0.0)
+    # the IOC answers again (after its backlog: the 0.5 move, ophyd's stop): so does the motor
+    m7.move(0.0, wait=True, timeout=10)
+    wait_for(lambda: m7.motor_done_move.get(use_monitor=False) == 1
+             and m7.user_readback.get(use_monitor=False) == pytest.approx(0.0), 10,
+             message="m7 back at 0")
 
 
 def test_a_count_cut_by_the_ioc_dying_is_not_reported_complete(gp_ioc_process):
