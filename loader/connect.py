@@ -23,7 +23,8 @@ POLL_INTERVAL = 0.02
 PROGRESS_SAMPLE = 0.25   # seconds between two counts of connected signals
 
 
-def _signals_of(obj) -> list:
+def signals_of(obj) -> list:
+    """The signals ophyd made when ``obj`` was built (lazy ones only once touched)."""
     from ophyd import Device
     if isinstance(obj, Device):
         return [walk.item for walk in obj.walk_signals(include_lazy=False)]
@@ -93,7 +94,7 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
     result: dict[str, str | None] = {}
     for name, obj in devices.items():
         try:
-            watched[name] = (_signals_of(obj), _pending_of(obj))
+            watched[name] = (signals_of(obj), _pending_of(obj))
         except Exception as exc:
             result[name] = f"{type(exc).__name__}: {exc}"
     deadline = t0 + max(timeout, PROGRESS_SAMPLE)     # time for one look at progress

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 
 from bluesky.utils import FailedStatus
 from ophyd.utils import DisconnectedError
-from .connect import summarize_pvs
+from .connect import signals_of, summarize_pvs
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,7 @@ def _root(obj):
 
 def _ca_signals(obj) -> list:
     """The connected-on-creation Channel Access signals of ``obj``'s top device."""
-    from ophyd import Device
-    root = _root(obj)
-    if isinstance(root, Device):
-        signals = [walk.item for walk in root.walk_signals(include_lazy=False)]
-    else:
-        signals = [root]
-    return [sig for sig in signals if getattr(sig, "pvname", None)]
+    return [sig for sig in signals_of(_root(obj)) if getattr(sig, "pvname", None)]
 
 
 class IocConnectionLost(FailedStatus, DisconnectedError):

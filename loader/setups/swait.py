@@ -10,7 +10,7 @@ import random
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from ..connect import unconnected_pvs
+from ..connect import signals_of, unconnected_pvs
 from ._common import NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field, number, put
 
 CONNECT_TIMEOUT = 10.0   # bounded; channels of an IOC that just restarted take a few seconds
@@ -56,8 +56,7 @@ def swait_record(prefix: str, name: str, context=None,
         try:
             swait.wait_for_connection(timeout=timeout)
         except TimeoutError:    # ophyd lists all ~65 signals: keep the log line to one line
-            signals = [walk.item for walk in swait.walk_signals()]
-            raise TimeoutError(f"{prefix}: {unconnected_pvs(signals)}") from None
+            raise TimeoutError(f"{prefix}: {unconnected_pvs(signals_of(swait))}") from None
         yield swait
     finally:
         swait.destroy()
