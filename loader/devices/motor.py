@@ -5,12 +5,12 @@ import logging
 
 from ophyd import Component, EpicsMotor, EpicsSignal
 
-from .positioner import MoveDoneGuard
+from .positioner import BoundedMove, MoveDoneGuard
 
 logger = logging.getLogger(__name__)
 
 
-class EpicsMotorWithSREV(MoveDoneGuard, EpicsMotor):
+class EpicsMotorWithSREV(BoundedMove, MoveDoneGuard, EpicsMotor):
     """``ophyd.EpicsMotor`` plus the record's SREV (steps per revolution).
 
     The training beamline sets the step size (MRES = UREV/SREV) per motor,
@@ -18,16 +18,12 @@ class EpicsMotorWithSREV(MoveDoneGuard, EpicsMotor):
     configuration value that setup actions can write and runs can record.
     A move asked for as the previous one finishes is never lost (:class:`MoveDoneGuard`).
 
-    A move given no timeout gets one from the record's own speed
-    (:meth:`move_time_bound`): a motor whose IOC never reports the move done
-    (hung, or a stalled axis) fails the move with ophyd's ``StatusTimeoutError``,
-    and is told to stop, instead of holding the plan for ever.
+    A move given no timeout is bounded (:class:`BoundedMove`) by the record's own
+    speed: a motor whose IOC never reports the move done (hung, or a stalled
+    axis) fails the move instead of holding the plan for ever.
     """
 
     steps_per_revolution = Component(EpicsSignal, ".SREV", kind="config", auto_monitor=True)
-
-    #: seconds added to twice the expected move time (settling, a busy IOC)
-    move_time_margin: float = 10.0
 
     def move_time_bound(self, position: float) -> float | None:
         """At most how long a move to ``position`` may take: twice distance/VELO
@@ -43,8 +39,3 @@ class EpicsMotorWithSREV(MoveDoneGuard, EpicsMotor):
         if velocity <= 0:
             return None
         return 2.0 * (distance / velocity + 2.0 * max(ramp, 0.0)) + self.move_time_margin
-
-    def move(self, position, wait: bool = True, timeout: float | None = None, **kwargs):
-        if timeout is None and self._timeout is None:      # nothing given, here or at construction
-            timeout = self.move_time_bound(position)
-        return super().move(position, wait=wait, timeout=timeout, **kwargs)

@@ -1,6 +1,7 @@
-"""A move requested the moment the previous one finishes is not lost.
+"""Positioner mixins: a move is never lost (:class:`MoveDoneGuard`) and never
+waited on for ever (:class:`BoundedMove`).
 
-Why: ophyd's ``PositionerBase._done_moving`` (motors, PV positioners) runs the
+A move requested the moment the previous one finishes is not lost.  Why: ophyd's ``PositionerBase._done_moving`` (motors, PV positioners) runs the
 "move finished" subscribers and *then* clears them all.  The RunEngine, woken by
 the first step, may already have started the next move in its own thread and
 subscribed that move's status in between: the clear removes it, so the next move
@@ -47,3 +48,22 @@ class MoveDoneGuard:
     def _done_moving(self, *args, **kwargs):
         with self._move_done_lock:
             return super()._done_moving(*args, **kwargs)
+
+
+class BoundedMove:
+    """Mixin for ophyd positioners: a move given no timeout (in the call or at
+    construction) gets ``self.move_time_bound(position)`` seconds, which each
+    class computes from its own record's pace (None: no bound).  A move its IOC
+    never reports done then fails with ophyd's ``StatusTimeoutError`` (and the
+    positioner is told to stop) instead of holding the plan for ever."""
+
+    #: seconds added to the expected move time (settling, a busy IOC)
+    move_time_margin: float = 10.0
+
+    def move_time_bound(self, position: float) -> float | None:
+        raise NotImplementedError
+
+    def move(self, position, wait: bool = True, timeout: float | None = None, **kwargs):
+        if timeout is None and self._timeout is None:
+            timeout = self.move_time_bound(position)
+        return super().move(position, wait=wait, timeout=timeout, **kwargs)

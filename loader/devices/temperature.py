@@ -3,9 +3,10 @@
 The swait record walks its readback (``.VAL``) towards the setpoint (``.B``) by at
 most ``.D`` per scan, with noise ``.C``.  A move is done when the readback is
 within ``.E`` (tolerance) of the setpoint, so ``temperature`` works both as a
-detector and, in plans, like a motor.  A move given no timeout gets one from the
-record's own pace (:meth:`SwaitTemperature.move_time_bound`): one that never
-settles fails instead of holding the plan for ever.
+detector and, in plans, like a motor.  A move given no timeout is bounded by the
+record's own pace (:class:`~loader.devices.positioner.BoundedMove`,
+:meth:`SwaitTemperature.move_time_bound`): one that never settles fails instead of
+holding the plan for ever.
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import threading
 
 from ophyd import Component, EpicsSignal, PVPositioner, Signal
 
-from .positioner import MoveDoneGuard
+from .positioner import BoundedMove, MoveDoneGuard
 
 
-class SwaitTemperature(MoveDoneGuard, PVPositioner):
+class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
     """Temperature positioner: setpoint ``.B``, readback ``.VAL``, done within ``.E``."""
 
     readback = Component(EpicsSignal, ".VAL", kind="hinted")
@@ -68,9 +69,6 @@ class SwaitTemperature(MoveDoneGuard, PVPositioner):
             if in_position != self.done.get():
                 self.done.put(in_position)
 
-    #: seconds added to the bound of a move (settling within the noise, a busy IOC)
-    move_time_margin: float = 10.0
-
     def move_time_bound(self, position: float) -> float | None:
         """At most how long reaching ``position`` may take: twice the scans it needs
         at ``.D`` per scan (one more to settle), at the record's scan period, plus
@@ -84,11 +82,6 @@ class SwaitTemperature(MoveDoneGuard, PVPositioner):
         if step <= 0 or period <= 0:
             return None
         return 2.0 * (math.ceil(distance / step) + 1) * period + self.move_time_margin
-
-    def move(self, position, wait: bool = True, timeout: float | None = None, moved_cb=None):
-        if timeout is None and self._timeout is None:      # nothing given, here or at construction
-            timeout = self.move_time_bound(position)
-        return super().move(position, wait=wait, timeout=timeout, moved_cb=moved_cb)
 
     def stop(self, *, success: bool = False) -> None:
         """A stopped (or timed-out) move no longer holds the target."""
