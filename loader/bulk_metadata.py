@@ -290,12 +290,10 @@ def get_pv(pvname: str, *args, connection_callback=None, access_callback=None, *
     if not isinstance(cached, BulkMetadataPV):
         return _ophyd_get_pv(pvname, *args, connection_callback=connection_callback,
                              access_callback=access_callback, **kwargs)
+    # the cached PV, or (released meanwhile) a new one of our class: either way one
+    # reference for this signal, and its subscribers taken under the handlers' lock
     pv = _ophyd_get_pv(pvname, *args, **kwargs)
-    if pv is cached:
-        pv.subscribe_connection(connection_callback, access_callback)
-    else:       # released and rebuilt meanwhile: a new PV, subscribe as pyepics would
-        pv = _ophyd_get_pv(pvname, *args, connection_callback=connection_callback,
-                           access_callback=access_callback, **kwargs)
+    pv.subscribe_connection(connection_callback, access_callback)
     return pv
 
 
