@@ -130,3 +130,40 @@ def test_a_signal_joining_a_pv_while_it_connects_still_connects(softioc, bulk, m
     wait_for(lambda: first.connected and second.connected, timeout=10,
              message="both signals on the shared PV to connect")
     assert second.get() == 45.0
+
+
+def test_a_read_before_the_metadata_came_waits_for_the_batcher(softioc, bulk, monkeypatch):
+    """A monitor callback that reads a sibling signal during the load (the
+    temperature's done-check, apstools' IocStats) reaches ophyd's
+    ``_ensure_connected`` before the batcher has delivered.  ophyd would fetch the
+    metadata itself with two busy-polled gets; with the batcher's request in
+    flight the read waits for its answer instead.  The test holds the batcher's
+    delivery so the read certainly comes first."""
+    import threading
+    pvname = "sx:ao44"
+    held, release = threading.Event(), threading.Event()
+    deliver = bulk_metadata.MetadataBatcher._deliver
+
+    def held_delivery(batcher, request):
+        if request.pv.pvname == pvname:
+            held.set()
+            release.wait(10)
+        return deliver(batcher, request)
+
+    own_fetches = []
+    ctrlvars = epics.PV.get_ctrlvars
+    monkeypatch.setattr(bulk_metadata.MetadataBatcher, "_deliver", held_delivery)
+    monkeypatch.setattr(epics.PV, "get_ctrlvars",
+                        lambda pv, *a, **k: own_fetches.append(pv.pvname) or ctrlvars(pv, *a, **k))
+    signal = EpicsSignalRO(pvname, name="ao44")
+    assert held.wait(10), "the batcher never had the request"
+    read = []
+    reader = threading.Thread(target=lambda: read.append(signal.get(timeout=10)))
+    reader.start()
+    reader.join(0.5)
+    assert reader.is_alive(), "the read did not wait for the metadata"
+    release.set()
+    reader.join(10)
+    assert read == [44.0]
+    assert pvname not in own_fetches, "ophyd fetched the metadata itself"
+    assert signal.connected and signal.precision == 3
