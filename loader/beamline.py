@@ -294,9 +294,9 @@ class Beamline(Mapping):
         classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
         self.timings["import"] = time.monotonic() - t0
         # ophyd's initial metadata in bulk, not one blocking get at a time (issue 7)
-        from . import bulk_metadata, ca_context, put_completion
+        from . import bulk_metadata, pyepics_gil, put_completion
         bulk_metadata.install()
-        ca_context.install()            # and pyepics' context look-ups keep the GIL
+        pyepics_gil.install()            # and pyepics' context look-ups keep the GIL
         put_completion.install()        # a put cut by a dying IOC is not a success
 
         # one deadline for building and connecting everything

@@ -1,0 +1,87 @@
+"""Two pyepics calls that gave the GIL away for nothing (issue 7).
+
+ctypes releases the GIL around every call into libca.  While a load builds
+thousands of signals, several threads want the GIL (constructors, libca's
+receive thread running callbacks, ophyd's dispatcher, the metadata batcher), so
+each such call became a hand-off: a context switch and a wait to get the GIL
+back.  Two of the most frequent calls need neither:
+
+* ``ca.current_context()`` runs before nearly every PV operation (each ``PV``
+  method through ``_ensure_context``, every ``get_cache``).  libca's
+  ``ca_current_context`` only reads a thread-private variable (EPICS base,
+  ``ca/client/access.cpp``): no lock, never blocks.  :func:`current_context`
+  calls the same symbol through ``ctypes.PyDLL``, which keeps the GIL.  No
+  other libca call is changed: the rest take libca's locks, and holding the GIL
+  there could deadlock with a callback thread.
+* ``ca.poll()`` runs at the start of every PV's connection handler, on libca's
+  receive thread, where libca refuses it (``ECA_EVDISALLOW``: no pend calls
+  inside a callback) after four calls and two exceptions.  That thread handles
+  every reply in turn, so its time is the connection rate.  :func:`poll`
+  remembers the threads libca refused and returns the same status to them at
+  once; elsewhere it is pyepics' ``poll``.
+
+pyepics' functions and ``epics.pv`` look both names up in ``epics.ca`` at call
+time, so :func:`install` reaches them; ``tests/test_pyepics_gil.py`` fails if a
+future pyepics stops doing so.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Callable
+
+from epics import ca
+
+ECA_EVDISALLOW = 210     # caerr.h: "Request inappropriate within subscription (monitor) update callback"
+
+_without_gil_release: Callable[[], int | None] | None = None
+_pyepics_current_context = ca.current_context
+_pyepics_poll = ca.poll
+# libca's callback threads, by ident; the thread object tells a later thread that
+# reuses the ident (a circuit's threads end when its IOC goes away) from the original
+_refusing_threads: dict[int, threading.Thread] = {}
+
+
+def current_context() -> int | None:
+    """The calling thread's CA context (``None`` when it has none), as pyepics'
+    own function returns it, but the GIL stays held."""
+    global _without_gil_release
+    libca = ca.libca
+    if libca is None:                      # pyepics' withCA: start libca first
+        ca.initialize_libca()
+        libca = ca.libca
+    elif libca is ca._LIBCA_FINALIZED:     # pyepics' withCA: interpreter exiting
+        return None
+    if _without_gil_release is None:
+        function = ctypes.PyDLL(libca._name).ca_current_context
+        function.restype = ctypes.c_void_p
+        function.argtypes = []
+        _without_gil_release = function
+    return _without_gil_release()
+
+
+def poll(evt: float = 1.e-5, iot: float = 1.0) -> int | None:
+    """pyepics' ``poll``, except in a thread where libca refused it before."""
+    thread = threading.current_thread()
+    if _refusing_threads.get(thread.ident) is thread:
+        return ECA_EVDISALLOW
+    status = _pyepics_poll(evt, iot)
+    if status == ECA_EVDISALLOW:
+        _refusing_threads[thread.ident] = thread
+    return status
+
+
+def install() -> None:
+    """Make pyepics (and so ophyd) use :func:`current_context` and :func:`poll`."""
+    ca.current_context = current_context
+    ca.poll = poll
+
+
+def uninstall() -> None:
+    """Back to pyepics' own functions."""
+    ca.current_context = _pyepics_current_context
+    ca.poll = _pyepics_poll
+
+
+def installed() -> bool:
+    return ca.current_context is current_context and ca.poll is poll

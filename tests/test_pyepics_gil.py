@@ -1,0 +1,105 @@
+"""Two pyepics calls that gave the GIL away for nothing (issue 7, ``loader/pyepics_gil.py``).
+
+Run against EPICS's own softIoc.  They fail if a future pyepics stops looking
+``current_context`` or ``poll`` up in ``epics.ca`` at call time (the swaps would
+then be silently bypassed), or if the swapped functions stop answering as
+pyepics' own.
+"""
+import ctypes
+import threading
+
+from ophyd import EpicsSignal   # first: ophyd points pyepics at epicscorelibs' libca
+
+import epics
+import pytest
+from epics import ca
+
+from loader import pyepics_gil
+
+from ca_helpers import wait_for
+
+
+@pytest.fixture
+def swapped():
+    pyepics_gil.install()
+    yield
+    pyepics_gil.uninstall()
+
+
+def _in_thread(function, thread_class=threading.Thread):
+    result = []
+    thread = thread_class(target=lambda: result.append(function()))
+    thread.start()
+    thread.join(10)
+    return result[0]
+
+
+def test_it_answers_as_pyepics_does_in_every_kind_of_thread(softioc, swapped):
+    own = pyepics_gil._pyepics_current_context
+    assert ca.current_context() == own() is not None
+    # a CAThread joins the initial context; a plain thread has none of its own
+    assert _in_thread(ca.current_context, ca.CAThread) == _in_thread(own, ca.CAThread) == own()
+    assert _in_thread(ca.current_context) == _in_thread(own) is None
+
+
+def test_the_swapped_call_keeps_the_gil(softioc, swapped):
+    ca.current_context()
+    function = pyepics_gil._without_gil_release
+    assert function._flags_ & ctypes._FUNCFLAG_PYTHONAPI, "called through a CDLL: the GIL is released"
+    assert not ca.libca.ca_current_context._flags_ & ctypes._FUNCFLAG_PYTHONAPI
+
+
+def test_pyepics_and_ophyd_go_through_the_swap(softioc, swapped, monkeypatch):
+    calls = []
+    real = pyepics_gil.current_context
+    monkeypatch.setattr(ca, "current_context", lambda: calls.append(1) or real())
+    signal = EpicsSignal("sx:ao36", name="ao36")
+    signal.wait_for_connection(timeout=10)
+    assert signal.get() == 36.0
+    assert calls, "ophyd/pyepics no longer call epics.ca.current_context: the swap does nothing"
+    pv = epics.PV("sx:ao37")
+    assert pv.wait_for_connection(timeout=10)
+    before = len(calls)
+    assert pv.get() == 37.0
+    assert len(calls) > before, "PV methods no longer check the context through epics.ca"
+    signal.destroy()
+    pv.disconnect()
+
+
+def test_poll_is_skipped_only_where_libca_refuses_it(softioc, swapped, monkeypatch):
+    monkeypatch.setattr(pyepics_gil, "_refusing_threads", {})    # as if libca had just started
+    polled = []
+    real = pyepics_gil._pyepics_poll
+    monkeypatch.setattr(pyepics_gil, "_pyepics_poll",
+                        lambda *a: polled.append(threading.get_ident()) or real(*a))
+    statuses = []
+    handler_threads = set()
+
+    def on_connect(pvname=None, conn=None, **kwargs):
+        if conn:
+            handler_threads.add(threading.get_ident())
+            statuses.extend([ca.poll(), ca.poll()])
+
+    pv = epics.PV("sx:ao38", connection_callback=on_connect)
+    assert pv.wait_for_connection(timeout=10)
+    wait_for(lambda: len(statuses) >= 2, timeout=10, message="the connection handler")
+    # pyepics' own connection handler polled first: libca refused it there
+    assert set(statuses) == {pyepics_gil.ECA_EVDISALLOW}
+    assert handler_threads and threading.get_ident() not in handler_threads
+    assert polled.count(next(iter(handler_threads))) == 1, "asked libca again after its refusal"
+    # the same thread id reused by a new Python thread is not taken for libca's
+    pyepics_gil._refusing_threads[threading.get_ident()] = object()
+    before = len(polled)
+    assert ca.poll() == 1 and len(polled) == before + 1     # ECA_NORMAL: really polled
+    pyepics_gil._refusing_threads.pop(threading.get_ident())
+    pv.disconnect()
+
+
+def test_uninstall_restores_pyepics_functions():
+    pyepics_gil.install()
+    assert pyepics_gil.installed() and ca.current_context is pyepics_gil.current_context
+    assert ca.poll is pyepics_gil.poll
+    pyepics_gil.uninstall()
+    assert not pyepics_gil.installed()
+    assert ca.current_context is pyepics_gil._pyepics_current_context
+    assert ca.poll is pyepics_gil._pyepics_poll
