@@ -296,7 +296,7 @@ class Beamline(Mapping):
         # ophyd's initial metadata in bulk, not one blocking get at a time (issue 7)
         from . import bulk_metadata, pyepics_gil, put_completion
         bulk_metadata.install()
-        pyepics_gil.install()            # and pyepics' context look-ups keep the GIL
+        pyepics_gil.install()           # and two pyepics calls no longer give the GIL away
         put_completion.install()        # a put cut by a dying IOC is not a success
 
         # one deadline for building and connecting everything
