@@ -102,7 +102,9 @@ def test_enum_strings(ad_ioc, pv, strings):
     assert chan.wait_for_connection(5.0)
     chan.get_ctrlvars()
     assert list(chan.enum_strs) == strings
-    chan.disconnect()
+    # not disconnect(): pyepics gives every PV object of one name the same channel,
+    # and clearing it here left ophyd's signals of other tests on a dead channel id
+    # (an "Unexpected channel ID" traceback each when they were released at exit)
 
 
 def test_identity_and_default_geometry(ad_ioc):
@@ -150,8 +152,9 @@ def test_acquire_put_completion_and_state_transitions(ad_ioc):
     wait_for(lambda: seen["busy"][-1] == 0 and seen["rbv"][-1] == 0, 5.0, message="Done")
     assert 1 in seen["busy"] and 1 in seen["rbv"]
     assert {1, 0} <= set(seen["state"])                # Acquire, then Idle
-    for mon in monitors:
-        mon.disconnect()
+    for mon in monitors:                               # (the channel itself is shared: kept)
+        mon.clear_callbacks()
+        mon.clear_auto_monitor()
     put(CAM + "AcquirePeriod", 0)
     put(CAM + "AcquireTime", 0.001)
 
