@@ -328,14 +328,18 @@ def get_pv(pvname: str, *args, connection_callback=None, access_callback=None, *
     too late, and that signal stays "not connected" until the IOC restarts.
     Here a cached :class:`BulkMetadataPV` takes its subscribers under the lock its
     handlers hold.  New PVs get their callbacks in the constructor, as before.
+    Looking in the cache and creating the PV happen under one lock per PV name:
+    two devices built at once on one PV (``calcs`` and ``temperature`` share
+    ``gp:userCalc8``) could both find nothing, and the second then met pyepics'
+    race after all.
     """
     if ca.current_context() is None:        # as epics.get_pv: a new thread joins the context
         ca.use_initial_context()
     cache_key = (pvname, kwargs.get("form", "time"), ca.current_context())
-    cached = epics.pv._PVcache_.get(cache_key)
-    if not isinstance(cached, BulkMetadataPV):
-        return _ophyd_get_pv(pvname, *args, connection_callback=connection_callback,
-                             access_callback=access_callback, **kwargs)
+    with _creation_locks.setdefault(cache_key, threading.RLock()):
+        if not isinstance(_cached_pv(cache_key), BulkMetadataPV):
+            return _ophyd_get_pv(pvname, *args, connection_callback=connection_callback,
+                                 access_callback=access_callback, **kwargs)
     # the cached PV, or (released meanwhile) a new one of our class: either way one
     # reference for this signal, and its subscribers taken under the handlers' lock
     pv = _ophyd_get_pv(pvname, *args, **kwargs)
@@ -343,6 +347,12 @@ def get_pv(pvname: str, *args, connection_callback=None, access_callback=None, *
     return pv
 
 
+def _cached_pv(cache_key: tuple):
+    """pyepics' PV object for ``cache_key``, or None."""
+    return epics.pv._PVcache_.get(cache_key)
+
+
+_creation_locks: dict[tuple, threading.RLock] = {}    # one per PV ever asked for (small)
 _ophyd_get_pv = shim.get_pv
 
 

@@ -167,3 +167,57 @@ def test_a_read_before_the_metadata_came_waits_for_the_batcher(softioc, bulk, mo
     assert read == [44.0]
     assert pvname not in own_fetches, "ophyd fetched the metadata itself"
     assert signal.connected and signal.precision == 3
+
+
+def test_two_signals_made_at_once_on_one_pv_both_connect(softioc, bulk, monkeypatch):
+    """Two devices built at the same time on one PV (``calcs`` and ``temperature``
+    share ``gp:userCalc8``'s fields) could both find no PV in pyepics' cache; the
+    second then joined the first one's PV through pyepics' ``get_pv`` while it was
+    connecting and never heard of the connection (one device "not connected" at
+    load, seen twice in ~300 loads on a busy machine).  The test makes both look
+    before either creates, and holds the connection handler in its window."""
+    import threading
+    pvname = "sx:ao46"
+    in_window, release = threading.Event(), threading.Event()
+    original = bulk_metadata.BulkMetadataPV.force_read_access_rights
+
+    def held_in_the_window(pv):          # runs after the callbacks, before connected=True
+        if pv.pvname == pvname and not in_window.is_set():
+            in_window.set()
+            release.wait(10)
+        return original(pv)
+
+    both_looked = threading.Barrier(2, timeout=1)
+    looked = set()
+    lookup = bulk_metadata._cached_pv
+
+    def racing_lookup(key):
+        found = lookup(key)
+        name = threading.current_thread().name
+        if key[0] == pvname and name in ("first", "second") and name not in looked:
+            looked.add(name)
+            try:
+                both_looked.wait()       # with the fix the second cannot look yet: times out
+            except threading.BrokenBarrierError:
+                pass
+            if name == "second":
+                in_window.wait(5)        # use what it found after the first PV is connecting
+        return found
+
+    monkeypatch.setattr(bulk_metadata.BulkMetadataPV, "force_read_access_rights", held_in_the_window)
+    monkeypatch.setattr(bulk_metadata, "_cached_pv", racing_lookup)
+    made = {}
+    threads = [threading.Thread(name=name, target=lambda n=name: made.setdefault(n, EpicsSignalRO(pvname, name=n)))
+               for name in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    assert in_window.wait(10), "the PV did not connect"
+    threads[1].join(0.5)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    first, second = made["first"], made["second"]
+    assert second._read_pv is first._read_pv
+    wait_for(lambda: first.connected and second.connected, timeout=10,
+             message="both signals on the shared PV to connect")
+    assert second.get() == 46.0
