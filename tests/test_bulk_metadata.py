@@ -97,6 +97,23 @@ def test_a_get_lost_while_the_ioc_was_away_does_not_block_later_reads(softioc, b
     assert read() == 41.0
 
 
+def hold_connection_handler(monkeypatch, pvname):
+    """Hold ``pvname``'s connection handler after it has run its callbacks and before
+    it sets ``connected`` (the window of pyepics' race): ``(in_window, release)``."""
+    import threading
+    in_window, release = threading.Event(), threading.Event()
+    original = bulk_metadata.BulkMetadataPV.force_read_access_rights
+
+    def held_in_the_window(pv):
+        if pv.pvname == pvname and not in_window.is_set():
+            in_window.set()
+            release.wait(10)
+        return original(pv)
+
+    monkeypatch.setattr(bulk_metadata.BulkMetadataPV, "force_read_access_rights", held_in_the_window)
+    return in_window, release
+
+
 def test_a_signal_joining_a_pv_while_it_connects_still_connects(softioc, bulk, monkeypatch):
     """Two signals on one PV share pyepics' cached PV object.  pyepics' ``get_pv``
     calls a new subscriber's callbacks at once if the PV is already connected, and
@@ -107,16 +124,7 @@ def test_a_signal_joining_a_pv_while_it_connects_still_connects(softioc, bulk, m
     PV, the IOC and both signals are real."""
     import threading
     pvname = "sx:ao45"
-    in_window, release = threading.Event(), threading.Event()
-    original = bulk_metadata.BulkMetadataPV.force_read_access_rights
-
-    def held_in_the_window(pv):          # runs after the callbacks, before connected=True
-        if pv.pvname == pvname and not in_window.is_set():
-            in_window.set()
-            release.wait(10)
-        return original(pv)
-
-    monkeypatch.setattr(bulk_metadata.BulkMetadataPV, "force_read_access_rights", held_in_the_window)
+    in_window, release = hold_connection_handler(monkeypatch, pvname)
     first = EpicsSignalRO(pvname, name="first")
     assert in_window.wait(10), "the PV did not connect"
     made = []
@@ -178,15 +186,7 @@ def test_two_signals_made_at_once_on_one_pv_both_connect(softioc, bulk, monkeypa
     before either creates, and holds the connection handler in its window."""
     import threading
     pvname = "sx:ao46"
-    in_window, release = threading.Event(), threading.Event()
-    original = bulk_metadata.BulkMetadataPV.force_read_access_rights
-
-    def held_in_the_window(pv):          # runs after the callbacks, before connected=True
-        if pv.pvname == pvname and not in_window.is_set():
-            in_window.set()
-            release.wait(10)
-        return original(pv)
-
+    in_window, release = hold_connection_handler(monkeypatch, pvname)
     both_looked = threading.Barrier(2, timeout=1)
     looked = set()
     lookup = bulk_metadata._cached_pv
@@ -204,7 +204,6 @@ def test_two_signals_made_at_once_on_one_pv_both_connect(softioc, bulk, monkeypa
                 in_window.wait(5)        # use what it found after the first PV is connecting
         return found
 
-    monkeypatch.setattr(bulk_metadata.BulkMetadataPV, "force_read_access_rights", held_in_the_window)
     monkeypatch.setattr(bulk_metadata, "_cached_pv", racing_lookup)
     made = {}
     threads = [threading.Thread(name=name, target=lambda n=name: made.setdefault(n, EpicsSignalRO(pvname, name=n)))
