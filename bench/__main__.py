@@ -15,20 +15,24 @@ from pathlib import Path
 
 from iocs import network
 from iocs.launcher import start_iocs
+from iocs.softioc import SoftIoc
+from iocs.softioc import calcout_database as calcout_records
 
 from . import runner
-from .synthetic import motor_database
+from .synthetic import calcout_database, motor_database
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
-def _bench_config(directory: Path, database: Path, timeout: float) -> Path:
+def _bench_config(directory: Path, database: Path, timeout: float, beamline: str = "bench",
+                  description: str = "synthetic motors for the scaling benchmark",
+                  allowed_module: str = "loader.devices") -> Path:
     path = directory / f"{database.stem}.yml"
     path.write_text(
-        "beamline: bench\n"
-        "description: synthetic motors for the scaling benchmark\n"
+        f"beamline: {beamline}\n"
+        f"description: {description}\n"
         f"happi: {database.name}\n"
-        "allowed_modules: [loader.devices]\n"
+        f"allowed_modules: [{allowed_module}]\n"
         f"epics: {{connection_timeout: {timeout}}}\n")
     return path
 
@@ -71,10 +75,47 @@ def scaling(env: dict, counts: list[int], repeats: int, cwd: Path, timeout: floa
     return {"rows": rows, "connection_timeout": timeout, "dead_timeout": dead_timeout}
 
 
+def reference(records: int, repeats: int, cwd: Path, timeout: float = 60.0) -> dict:
+    """The same devices on EPICS's own softIoc (not our simulator): apstools'
+    ``CalcoutRecord`` on base calcout records, connected by our loader, by plain
+    happi + ophyd, and the same channels by libca alone (the floor).  Device
+    classes are imported before each clock starts: this compares connecting."""
+    print("reference IOC (EPICS softIoc)", flush=True)
+    port = network.free_port()
+    env = dict(network.client_environment(network.address_list([port])))
+    prefix = "ref:calcout"
+    iocs_db = calcout_records(cwd / "reference.db", prefix, records)
+    happi_db = calcout_database(cwd / "reference.json", records, prefix)
+    config = _bench_config(cwd, happi_db, timeout, beamline="reference",
+                           description="calcout records served by EPICS's own softIoc",
+                           allowed_module="apstools.synApps")
+    names = cwd / "reference_pvs.json"
+    common = {"timeout": timeout, "preimport": "apstools.synApps"}
+    with SoftIoc(iocs_db, port):
+        out = {"records": records, "device_class": "apstools.synApps.CalcoutRecord",
+               "loader": runner.median_of("scaling_loader", dict(common, config=str(config), beamline="reference",
+                                                                 pv_names=str(names)),
+                                          env, repeats, f"loader, {records} calcout records", cwd),
+               "happi_baseline": runner.median_of("scaling_happi", dict(common, database=str(happi_db),
+                                                                        beamline="reference"),
+                                                  env, repeats, f"happi load_devices, {records} calcout records", cwd),
+               "libca": runner.median_of("reference_libca", dict(common, pv_names=str(names)),
+                                         env, repeats, "libca alone, the same channels", cwd)}
+    for key in ("loader", "happi_baseline"):
+        out[key]["signals_per_s"] = out[key]["signals"] / out[key]["load_seconds"]
+    out["libca"]["channels_per_s"] = out["libca"]["channels"] / out["libca"]["load_seconds"]
+    out["speedup_vs_happi"] = out["happi_baseline"]["load_seconds"] / out["loader"]["load_seconds"]
+    out["ratio_to_libca"] = out["loader"]["load_seconds"] / out["libca"]["load_seconds"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", choices=["cold", "scaling", "scan", "detector"], action="append")
+    parser.add_argument("--only", choices=["cold", "scaling", "scan", "detector", "reference"],
+                        action="append")
+    parser.add_argument("--reference-records", type=int, default=20,
+                        help="calcout records on the reference softIoc (92 PVs each)")
     parser.add_argument("--counts", default="16,100,300,1000")
     parser.add_argument("--baseline-max", type=int, default=1000,
                         help="largest motor count also loaded through plain happi")
@@ -85,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dead-timeout", type=float, default=5.0,
                         help="scaling: connection timeout with 10%% dead entries (baseline pays it per dead device)")
     args = parser.parse_args(argv)
-    only = set(args.only or ["cold", "scaling", "scan", "detector"])
+    only = set(args.only or ["cold", "scaling", "scan", "detector", "reference"])
     counts = [int(c) for c in args.counts.split(",")]
 
     ports = {"gp": network.free_port(), "ad": network.free_port()}
@@ -112,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             print("detector rate", flush=True)
             results["detector_rate"] = runner.median_of("detector_rate", {"frames": 100}, env,
                                                         max(1, args.repeats // 2), "adsimdet 100 frames", work)
+        if "reference" in only:
+            results["reference"] = reference(args.reference_records, args.repeats, work)
         if "scaling" in only:
             scale_iocs = start_iocs({"gp": scale_port}, log_dir=work,
                                     extra_args={"gp": ["--motors", str(max(counts))]})

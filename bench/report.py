@@ -34,6 +34,21 @@ def table(results: dict) -> str:
     if det:
         lines += ["", f"detector: {det['frames_per_s']:.1f} frames/s written (1024x1024 into HDF5, catalogued run; "
                   f"target >= 20), read back {det['read_mb_per_s']:.0f} MB/s (target >= 100)"]
+    ref = results.get("reference")
+    if ref:
+        lines += ["", f"| reference IOC: EPICS softIoc, {ref['records']} calcout records "
+                  f"({ref['device_class']}) | connected | time | rate |", "|---|---|---|---|"]
+        for key, label in (("libca", "libca alone (pyepics ca), the same channels"),
+                           ("loader", "our loader"), ("happi_baseline", "happi load_devices + wait")):
+            r = ref[key]
+            if key == "libca":
+                lines.append(f"| {label} | {r['connected']} of {r['channels']} channels | "
+                             f"{_s(r['load_seconds'])} | {r['channels_per_s']:.0f} channels/s |")
+            else:
+                lines.append(f"| {label} | {r['signals']} signals | {_s(r['load_seconds'])} | "
+                             f"{r['signals_per_s']:.0f} signals/s |")
+        lines.append(f"loader: {ref['speedup_vs_happi']:.1f}x faster than happi + ophyd, "
+                     f"{ref['ratio_to_libca']:.1f}x the libca floor (device classes imported before the clock)")
     scaling = results.get("scaling")
     if scaling:
         lines += ["", "| motors | dead | loader | happi load_devices + wait | speed-up |", "|---|---|---|---|---|"]

@@ -61,7 +61,10 @@ def median_of(task: str, args: dict[str, Any], env: dict[str, str], repeats: int
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file, then rename)."""
+    """Write JSON atomically (temp file, then rename).  Sections of an earlier run
+    that this one did not measure (``--only``) are kept."""
+    if path.exists():
+        results = {**json.loads(path.read_text()), **results}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)

@@ -11,6 +11,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 
 T_PROCESS = time.perf_counter()
 
@@ -45,7 +46,6 @@ def handwritten(args: dict) -> dict:
     them: one module after another, each device waits for its own connection
     (ophyd's default path), setup done in turn, then the same session."""
     import importlib
-    from pathlib import Path
 
     from loader.config import find_config
     from loader.happi_db import select_items
@@ -93,34 +93,86 @@ def handwritten(args: dict) -> dict:
             "devices": len(devices), "failed": failed, "phase_session": session_s}
 
 
+def _preimport(args: dict) -> None:
+    """Import the device classes' module before the clock starts (reference IOC:
+    the three ways compare connecting, not importing)."""
+    if args.get("preimport"):
+        import importlib
+        importlib.import_module(args["preimport"])
+
+
+def _signal_count(devices) -> int:
+    from loader.connect import signals_of
+    return sum(len(signals_of(obj)) for obj in devices)
+
+
 def scaling_loader(args: dict) -> dict:
-    """Our loader on a synthetic database of ``count`` motors."""
+    """Our loader on a synthetic database (motors, or the reference IOC's records).
+    With ``pv_names`` it also writes the names of the channels it opened there."""
+    _preimport(args)
     from loader import load_beamline
-    bl = load_beamline("bench", config=args["config"], session=False, timeout=args["timeout"])
+    bl = load_beamline(args.get("beamline", "bench"), config=args["config"], session=False,
+                       timeout=args["timeout"])
     rows = bl.status()
-    return {"load_seconds": bl.timings.get("total", 0.0),
-            "connected": sum(r.ok for r in rows), "not_connected": len(rows.failed),
-            "peak_rss_mb": _rss_mb()}
+    out = {"load_seconds": bl.timings.get("total", 0.0),
+           "connected": sum(r.ok for r in rows), "not_connected": len(rows.failed),
+           "signals": _signal_count(bl[r.name] for r in rows if r.ok), "peak_rss_mb": _rss_mb()}
+    if args.get("pv_names"):
+        import epics
+        names = sorted({key[0] for key in epics.pv._PVcache_})
+        out["channels"] = len(names)
+        Path(args["pv_names"]).write_text(json.dumps(names))
+    return out
 
 
 def scaling_happi(args: dict) -> dict:
     """Baseline: ``happi.loader.load_devices`` + ``wait_for_connection`` per device."""
+    _preimport(args)
     import happi
     from happi.loader import load_devices
     t0 = time.perf_counter()
     client = happi.Client(path=args["database"])
-    items = client.search(beamline="bench")
+    items = client.search(beamline=args.get("beamline", "bench"))
     ns = load_devices(*[r.item for r in items], pprint=False, use_cache=False, threaded=False)
     connected = not_connected = 0
+    ready = []
     for name in [r.item.name for r in items]:
         obj = getattr(ns, name, None)
         try:
             obj.wait_for_connection(timeout=args["timeout"])
             connected += 1
+            ready.append(obj)
         except Exception:
             not_connected += 1
-    return {"load_seconds": time.perf_counter() - t0,
-            "connected": connected, "not_connected": not_connected, "peak_rss_mb": _rss_mb()}
+    load_seconds = time.perf_counter() - t0
+    return {"load_seconds": load_seconds, "connected": connected, "not_connected": not_connected,
+            "signals": _signal_count(ready), "peak_rss_mb": _rss_mb()}
+
+
+def reference_libca(args: dict) -> dict:
+    """The floor on the reference IOC: pyepics' libca wrapper alone creates the
+    channels a load opened, waits for all, then reads each with its CTRL metadata
+    (all requests in flight at once).  No ophyd, no device, no subscription."""
+    _preimport(args)
+    from epics import ca
+    names = json.loads(Path(args["pv_names"]).read_text())
+    ca.initialize_libca()
+    t0 = time.perf_counter()
+    chids = [ca.create_channel(name, connect=False, auto_cb=False) for name in names]
+    waiting, deadline = chids, t0 + args["timeout"]
+    while waiting and time.perf_counter() < deadline:
+        ca.pend_event(0.002)                      # libca's receive thread connects them
+        waiting = [chid for chid in waiting if not ca.isConnected(chid)]
+    connected = [chid for chid in chids if ca.isConnected(chid)]
+    ftypes = [ca.promote_fieldtype(ca.field_type(chid), use_ctrl=True) for chid in connected]
+    for chid, ftype in zip(connected, ftypes):
+        ca.get_with_metadata(chid, ftype=ftype, wait=False)
+    ca.flush_io()
+    values = [ca.get_complete_with_metadata(chid, ftype=ftype, timeout=args["timeout"])
+              for chid, ftype in zip(connected, ftypes)]
+    return {"load_seconds": time.perf_counter() - t0, "channels": len(names),
+            "connected": len(connected), "read": sum(v is not None for v in values),
+            "peak_rss_mb": _rss_mb()}
 
 
 def scan_overhead(args: dict) -> dict:
@@ -172,7 +224,7 @@ def detector_rate(args: dict) -> dict:
 
 
 TASKS = {f.__name__: f for f in (floor, cold_start, handwritten, scaling_loader, scaling_happi,
-                                  scan_overhead, detector_rate)}
+                                  reference_libca, scan_overhead, detector_rate)}
 
 
 def main() -> None:

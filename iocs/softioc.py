@@ -25,7 +25,21 @@ def ao_database(path: str | os.PathLike, prefix: str, count: int) -> Path:
     lines.append(f'record(bo, "{prefix}bo") {{ field(ZNAM, "Off") field(ONAM, "On") }}')
     lines.append(f'record(mbbo, "{prefix}mbbo") {{ field(ZRST, "Low") field(ONST, "Mid") '
                  f'field(TWST, "High") field(ZRVL, "0") field(ONVL, "1") field(TWVL, "2") }}')
-    path = Path(path)
+    return _write_atomically(Path(path), lines)
+
+
+def calcout_database(path: str | os.PathLike, prefix: str, count: int) -> Path:
+    """Write a database of ``count`` calcout records ``{prefix}1..{prefix}count``:
+    base's own record type behind apstools' ``CalcoutRecord`` (92 PVs each)."""
+    lines = [
+        f'record(calcout, "{prefix}{i}") {{ field(CALC, "A+B") field(PREC, "3") '
+        f'field(EGU, "cts") field(HOPR, "10") field(LOPR, "-10") field(A, "{i}") }}'
+        for i in range(1, count + 1)
+    ]
+    return _write_atomically(Path(path), lines)
+
+
+def _write_atomically(path: Path, lines: list[str]) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)

@@ -15,9 +15,11 @@ How: :class:`BulkMetadataPV` replaces those two methods.  Requests are handed to
 single :class:`MetadataBatcher` thread which issues the TIME and CTRL gets of
 every pending PV with ``ca.get_with_metadata(..., wait=False)``, flushes once,
 and completes them as the replies come in (``ca.get_complete_with_metadata``
-returns the reply that arrived, without a new request).  ophyd then receives the
-same metadata dictionary, through the same callback, in its own utility thread
-(limits, precision, units and enum strings are all kept).
+returns the reply that arrived, without a new request).  The batcher's get
+callback runs pyepics' own handler, then notes the channel: between two sweeps
+over everything pending, it looks only at requests with an answer.  ophyd then
+receives the same metadata dictionary, through the same callback, in its own
+utility thread (limits, precision, units and enum strings are all kept).
 
 It also mends two pyepics races: a get tried while the IOC was away stays
 "pending" for ever, so the device never comes back after its IOC restarts (see
@@ -34,6 +36,7 @@ stops building its PVs through ``cl.get_pv``.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import logging
 import queue
@@ -43,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import epics
-from epics import ca
+from epics import ca, dbr
 from ophyd import _pyepics_shim as shim
 
 logger = logging.getLogger(__name__)
@@ -58,14 +61,29 @@ class _Request:
     deadline: float
     ftypes: tuple[int, ...] = field(default=())
     cache: object = None        # pyepics' cache entry of the channel, where replies land
+    chid: int = 0
+
+
+def _on_get_reply(args) -> None:
+    """libca's get callback for the batcher's gets: pyepics' own handler stores the
+    reply, then the channel is noted so the batcher looks at its requests only."""
+    ca._onGetEvent(args)
+    _replied.append(args.chid)
+
+
+_replied: "collections.deque[int]" = collections.deque()   # chids with a reply (thread-safe appends)
+_CB_GET_NOTIFY = dbr.make_callback(_on_get_reply, dbr.event_handler_args)
 
 
 class MetadataBatcher:
     """One thread that keeps every pending metadata request in flight at once."""
 
-    def __init__(self, poll_interval: float = 0.001):
+    def __init__(self, poll_interval: float = 0.001, sweep_interval: float = 0.1):
         self._queue: "queue.Queue[_Request]" = queue.Queue()
         self._poll_interval = poll_interval
+        # every pending request is looked at this often (deadlines, replies to gets
+        # someone else issued); between sweeps only channels with a reply are
+        self._sweep_interval = sweep_interval
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.completed = 0          # requests answered in bulk (tests read this)
@@ -85,14 +103,34 @@ class MetadataBatcher:
     # -- the thread -------------------------------------------------------
     def _run(self) -> None:
         ca.use_initial_context()
-        pending: list[_Request] = []
+        pending: dict[int, list[_Request]] = {}     # by chid
+        next_sweep = 0.0
         while True:
             new = self._drain(block=not pending)
-            pending.extend(request for request in new if self._issue(request))
+            for request in new:
+                if self._issue(request):
+                    pending.setdefault(request.chid, []).append(request)
             if new:
                 ca.flush_io()
             del new        # else held while waiting for the next: a dropped device stays alive
-            pending = self._complete_ready(pending)
+            now = time.monotonic()
+            if now >= next_sweep:          # scanning all pending is what cost the GIL
+                chids, next_sweep = list(pending), now + self._sweep_interval
+            else:
+                chids = self._replied_chids()
+            for chid in chids:
+                still = self._complete_ready(pending.get(chid, ()), now)
+                if still:
+                    pending[chid] = still
+                else:
+                    pending.pop(chid, None)
+
+    @staticmethod
+    def _replied_chids() -> set[int]:
+        chids = set()
+        while _replied:
+            chids.add(_replied.popleft())
+        return chids
 
     def _drain(self, block: bool) -> list[_Request]:
         """Everything queued; waits for the first one (at most a poll interval
@@ -121,6 +159,7 @@ class MetadataBatcher:
         pv = request.pv
         chid = pv.chid
         try:
+            request.chid = ca._chid_to_int(chid) if chid is not None else 0
             # pyepics' channel entry: marked connected before any connection callback runs
             request.cache = entry = ca.get_cache(pv.pvname)
             if chid is None or entry is None or not entry.conn:
@@ -133,7 +172,7 @@ class MetadataBatcher:
                     if entry.get_results[ftype][0] is not ca.GET_PENDING:   # else: one is on its way
                         entry.get_results[ftype] = [ca.GET_PENDING]
                         status = ca.libca.ca_array_get_callback(
-                            ftype, 1, chid, ca._CB_GET, ctypes.py_object(ftype))
+                            ftype, 1, chid, _CB_GET_NOTIFY, ctypes.py_object(ftype))
                         ca.PySEVCHK("get", status)
             return True
         except Exception as exc:  # disconnected meanwhile: ophyd retries on reconnect
@@ -141,9 +180,8 @@ class MetadataBatcher:
             self._fall_back(request)
             return False
 
-    def _complete_ready(self, pending: list[_Request]) -> list[_Request]:
+    def _complete_ready(self, pending: list[_Request], now: float) -> list[_Request]:
         still: list[_Request] = []
-        now = time.monotonic()
         for request in pending:
             state = self._state(request)
             if state == "ready":
