@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, MutableMapping
 
+from . import deferred_imports
 from .classes import import_classes
 from .config import find_config
 from .connect import connect_all
@@ -289,8 +290,10 @@ class Beamline(Mapping):
         to_build = [item for name, item in wanted.items() if name not in self.devices and name not in self._pending]
         changes["added"] = [i.name for i in to_build if i.name not in previously]
 
-        # import every class once, up front (only from allowed_modules)
+        # import every class once, up front (only from allowed_modules); what apstools
+        # imports but a session does not use is imported at first use
         t0 = time.monotonic()
+        deferred_imports.defer()
         classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
         self.timings["import"] = time.monotonic() - t0
         # ophyd's initial metadata in bulk, not one blocking get at a time (issue 7)

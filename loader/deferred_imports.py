@@ -1,0 +1,130 @@
+"""Import on first use what apstools imports at start but a session does not use.
+
+Why: the device classes come from ``apstools.devices`` and ``apstools.synApps``,
+whose ``__init__`` modules import every submodule, and with them libraries a
+load never touches: pint (for the SRS570 pre-amplifier) and h5py (the NeXus
+writer).  openpyxl (spreadsheets) would be a third, but apstools subclasses one
+of its exceptions at import.
+
+How: before the device classes are imported, each of :data:`DEFERRED` that is
+installed and not yet imported gets a stand-in in ``sys.modules``.
+``import pint`` then binds the stand-in, and the first attribute read through it
+(``pint.UnitRegistry``, ``dir()``) imports the real module and forwards to it from
+then on.  A submodule import (``import openpyxl.utils.exceptions``, as apstools
+does) also imports the real package first; CPython's import system, which had
+already looked for the submodule in ``sys.modules`` before the package ran, is
+then handed the module the package itself imported (:class:`_AlreadyImported`),
+never a second copy.  Nothing changes for code that uses these libraries, except
+when the import cost is paid.  ``matplotlib.pyplot`` and pandas are not
+deferred: bluesky's ``BestEffortCallback`` and apstools' class bodies use them
+during the load.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import threading
+import types
+from typing import Any, Iterable
+
+# imported by apstools' package __init__ chain, unused until a user asks for them
+DEFERRED = ("pint", "h5py")
+
+_lock = threading.RLock()
+
+
+class DeferredModule(types.ModuleType):
+    """Stands in for a top-level module until it is first used, then forwards to it."""
+
+    def __init__(self, spec) -> None:
+        super().__init__(spec.name)
+        # the import system reads __spec__ (and _initializing) of a module found in
+        # sys.modules: answered here, without importing
+        self.__dict__.update(__spec__=spec, __file__=spec.origin, __loader__=spec.loader,
+                             __package__=spec.parent, _deferred_real=None)
+
+    def _deferred_load(self) -> types.ModuleType:
+        real = self.__dict__["_deferred_real"]
+        if real is None:
+            with _lock:
+                real = self.__dict__["_deferred_real"]
+                if real is None:
+                    name = self.__name__
+                    if sys.modules.get(name) is self:
+                        del sys.modules[name]
+                    try:
+                        real = importlib.import_module(name)
+                    except BaseException:
+                        sys.modules.setdefault(name, self)   # the error again at the next use
+                        raise
+                    self.__dict__["_deferred_real"] = real
+        return real
+
+    def __getattr__(self, attr: str) -> Any:
+        # only called for what the stand-in itself does not have
+        return getattr(self._deferred_load(), attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(self._deferred_load(), attr, value)
+
+    def __delattr__(self, attr: str) -> None:
+        delattr(self._deferred_load(), attr)
+
+    def __dir__(self) -> list[str]:
+        return dir(self._deferred_load())
+
+    def __repr__(self) -> str:
+        real = self.__dict__["_deferred_real"]
+        return repr(real) if real is not None else f"<module {self.__name__!r} (imported at first use)>"
+
+
+class _AlreadyImported(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds a submodule of a deferred package that importing the real package has
+    just imported, and "loads" it as that same module object."""
+
+    def find_spec(self, name: str, path=None, target=None):
+        module = sys.modules.get(name)
+        if (module is None or target is not None          # target: importlib.reload, left alone
+                or "." not in name or name.partition(".")[0] not in _deferred_names):
+            return None
+        spec = importlib.util.spec_from_loader(name, self, is_package=hasattr(module, "__path__"))
+        spec.loader_state = (module, module.__spec__)
+        return spec
+
+    def create_module(self, spec):
+        return spec.loader_state[0]
+
+    def exec_module(self, module) -> None:
+        # the import system has just set our spec on the module: give it its own back
+        module.__spec__ = module.__spec__.loader_state[1]
+
+
+_deferred_names: set[str] = set()
+_finder = _AlreadyImported()
+
+
+def defer(names: Iterable[str] = DEFERRED) -> list[str]:
+    """Put a stand-in in ``sys.modules`` for each of ``names`` that is installed and
+    not yet imported; returns the names deferred."""
+    deferred = []
+    with _lock:
+        for name in names:
+            if name in sys.modules or "." in name:
+                continue
+            spec = importlib.util.find_spec(name)
+            if spec is None:
+                continue         # not installed: ``import`` raises as it always did
+            sys.modules[name] = DeferredModule(spec)
+            _deferred_names.add(name)
+            deferred.append(name)
+        if deferred and _finder not in sys.meta_path:
+            sys.meta_path.insert(0, _finder)
+    return deferred
+
+
+def is_deferred(name: str) -> bool:
+    """True while ``name`` is a stand-in whose real module has not been imported."""
+    module = sys.modules.get(name)
+    return isinstance(module, DeferredModule) and module.__dict__["_deferred_real"] is None

@@ -1,0 +1,116 @@
+"""Libraries apstools imports but a session does not use are imported at first use
+(issue 7: "import lazily what the session does not need at start").
+
+Each test runs in a fresh interpreter: in this one, earlier tests have imported
+everything already, and a deferral only applies to what is not yet imported.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_fresh(code: str, *args: str) -> dict:
+    """Run ``code`` in a new interpreter; it prints one JSON line last."""
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+LOAD = """
+import json, sys
+from loader import load_beamline
+from loader.deferred_imports import is_deferred
+bl = load_beamline("training", labels=["iocstats", "shutters"], session=False)
+out = {"failed": [r.name for r in bl.status().failed],
+       "apstools": "apstools.devices" in sys.modules and "apstools.synApps" in sys.modules,
+       "deferred_after_load": [m for m in ("pint", "h5py") if is_deferred(m)],
+       "pint_ran": "pint.util" in sys.modules}
+# first use, through the name apstools bound at its import
+from apstools.devices import srs570_preamplifier
+out["quantity"] = str(srs570_preamplifier.pint.UnitRegistry()("3 mm").to("m"))
+out["pint_real"] = type(sys.modules["pint"]).__name__ == "module"
+import h5py
+with h5py.File(sys.argv[1], "w") as f:
+    f["x"] = [1, 2, 3]
+with h5py.File(sys.argv[1], "r") as f:
+    out["h5"] = f["x"][()].tolist()
+out["deferred_after_use"] = [m for m in ("pint", "h5py") if is_deferred(m)]
+print(json.dumps(out))
+import os; os._exit(0)
+"""
+
+
+def test_a_load_leaves_pint_and_h5py_for_first_use(gp_ioc, tmp_path):
+    out = run_fresh(LOAD, str(tmp_path / "x.h5"))
+    assert out["failed"] == [] and out["apstools"]
+    assert out["deferred_after_load"] == ["pint", "h5py"]
+    assert not out["pint_ran"]
+    assert out["quantity"] == "0.003 meter" and out["pint_real"]
+    assert out["h5"] == [1, 2, 3]
+    assert out["deferred_after_use"] == []
+
+
+SUBMODULES = """
+import json, sys
+from loader.deferred_imports import defer, is_deferred
+out = {"deferred": defer(["openpyxl", "h5py"])}
+# as apstools.utils.spreadsheet does: the package, then one of its submodules
+import openpyxl
+import openpyxl.utils.exceptions
+out["exception"] = openpyxl.utils.exceptions.InvalidFileException.__name__
+out["one_utils"] = sys.modules["openpyxl.utils"] is openpyxl.utils is sys.modules["openpyxl"].utils
+# a submodule first, then the package
+import h5py
+was_deferred = is_deferred("h5py")
+import h5py._hl.files as files
+out["h5py"] = [was_deferred, h5py.File is files.File, files is sys.modules["h5py._hl.files"],
+               files.__spec__.name, type(files.__spec__.loader).__name__]
+print(json.dumps(out))
+"""
+
+
+def test_a_submodule_import_gets_the_module_the_package_imported():
+    """The first use of a deferred package may be a submodule import; CPython then
+    must not import a second copy of a submodule the package has just imported
+    (apstools' ``import openpyxl.utils.exceptions`` failed that way)."""
+    out = run_fresh(SUBMODULES)
+    assert out["deferred"] == ["openpyxl", "h5py"]
+    assert out["exception"] == "InvalidFileException"
+    assert out["one_utils"] is True
+    assert out["h5py"] == [True, True, True, "h5py._hl.files", "SourceFileLoader"]
+
+
+LEFT_ALONE = """
+import json, sys
+import pint
+from loader.deferred_imports import defer, is_deferred
+out = {"deferred": defer(["pint", "no_such_module_anywhere"]), "pint": is_deferred("pint")}
+try:
+    import no_such_module_anywhere
+except ModuleNotFoundError as exc:
+    out["missing"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_imported_or_missing_modules_are_left_alone():
+    out = run_fresh(LEFT_ALONE)
+    assert out == {"deferred": [], "pint": False,
+                   "missing": "No module named 'no_such_module_anywhere'"}
+
+
+@pytest.mark.parametrize("attr", ["__spec__", "__name__", "__file__"])
+def test_the_import_system_reads_a_stand_in_without_importing(attr):
+    out = run_fresh(f"""
+import json
+from loader.deferred_imports import defer, is_deferred
+defer(["pint"])
+import pint
+getattr(pint, {attr!r})
+print(json.dumps({{"still_deferred": is_deferred("pint")}}))
+""")
+    assert out["still_deferred"] is True
