@@ -256,3 +256,29 @@ def test_noisy_follows_m1_as_a_lorentzian(gp_ioc):
     assert 0.95 * scale / 2 <= half <= 1.0 * scale / 2
     assert far < 0.02 * scale
     noisy.scanning_rate.put("Passive", wait=True)
+
+
+def test_the_done_check_reads_nothing_over_channel_access(temperature, monkeypatch):
+    """The check runs at every readback update (10 Hz) on ophyd's one monitor
+    thread: a Channel Access read there holds every device's monitors for a round
+    trip, or for a whole timeout while the IOC does not answer."""
+    from epics import ca
+    wait_for(lambda: temperature.done.get() and temperature.inposition, timeout=5, message="settled")
+    watched = {ca._chid_to_int(sig._read_pv.chid)
+               for sig in (temperature.readback, temperature.setpoint, temperature.tolerance)}
+    reads = []
+    real_read = ca.get_with_metadata
+
+    def counted(chid, *args, **kwargs):
+        if ca._chid_to_int(chid) in watched and threading.current_thread() is not threading.main_thread():
+            reads.append((threading.current_thread().name, ca.name(chid)))
+        return real_read(chid, *args, **kwargs)
+
+    monkeypatch.setattr(ca, "get_with_metadata", counted)
+    updates = []
+    temperature.readback.subscribe(lambda value, **kw: updates.append(value), run=False)
+    wait_for(lambda: len(updates) >= 5, timeout=5, message="readback updates")
+    status = temperature.move(21, wait=False, timeout=30)
+    status.wait(30)
+    assert status.success and temperature.done.get()
+    assert reads == [], f"the done-check read over Channel Access on {sorted(set(reads))}"

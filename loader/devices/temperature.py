@@ -32,13 +32,15 @@ class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
     noise = Component(EpicsSignal, ".C", kind="config")
     previous_value_pv = Component(EpicsSignal, ".INAN", kind="config", string=True)
     scanning_rate = Component(EpicsSignal, ".SCAN", kind="config", string=True)
-    tolerance = Component(EpicsSignal, ".E", kind="config")
+    # monitored: the done-check reads it at every readback update (see _update_done)
+    tolerance = Component(EpicsSignal, ".E", kind="config", auto_monitor=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.readback.name = self.name          # the reading is called "temperature"
         self._target = None      # the setpoint the done-check compares with
         self._commanded = None   # the target of the move under way, until it is done
+        self._last_readback = None   # as the last readback monitor gave it
         # a monitor's done-check (old target) must not straddle a new move's
         # "not done": it would finish the new move at once, far from its target
         self._done_lock = threading.RLock()
@@ -49,7 +51,10 @@ class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
     def inposition(self) -> bool:
         """True when the readback is within tolerance of the setpoint."""
         target = self.setpoint.get() if self._target is None else self._target
-        return abs(self.readback.get() - target) <= self.tolerance.get()
+        return self._within_tolerance(self.readback.get(), target)
+
+    def _within_tolerance(self, readback: float, target: float) -> bool:
+        return abs(readback - target) <= self.tolerance.get()
 
     def _setpoint_changed(self, value=None, **kwargs) -> None:
         with self._done_lock:
@@ -58,10 +63,19 @@ class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
             self._target = value
             self._update_done()
 
-    def _update_done(self, *args, **kwargs) -> None:
+    def _update_done(self, value=None, **kwargs) -> None:
+        """The done-check, at every readback (``value``) and setpoint monitor.  It runs
+        on ophyd's one monitor thread, so it reads nothing over Channel Access: a
+        round trip there holds every device's monitors, a whole timeout while the
+        IOC does not answer.  The readback and target are the monitors' values, the
+        tolerance a monitored signal."""
         with self._done_lock:
+            if value is not None:
+                self._last_readback = value
+            if self._last_readback is None or self._target is None:
+                return       # the other one's first monitor checks
             try:
-                in_position = self.inposition
+                in_position = self._within_tolerance(self._last_readback, self._target)
             except Exception:        # not connected yet
                 return
             if in_position and self._commanded is not None:
