@@ -48,18 +48,17 @@ class DeferredModule(types.ModuleType):
     def _deferred_load(self) -> types.ModuleType:
         real = self.__dict__["_deferred_real"]
         if real is None:
+            name = self.__name__
             with _lock:
-                real = self.__dict__["_deferred_real"]
-                if real is None:
-                    name = self.__name__
-                    if sys.modules.get(name) is self:
-                        del sys.modules[name]
-                    try:
-                        real = importlib.import_module(name)
-                    except BaseException:
-                        sys.modules.setdefault(name, self)   # the error again at the next use
-                        raise
-                    self.__dict__["_deferred_real"] = real
+                if sys.modules.get(name) is self:
+                    del sys.modules[name]
+            # outside our lock: two threads meet on the import system's own module lock
+            try:
+                real = importlib.import_module(name)
+            except BaseException:
+                sys.modules.setdefault(name, self)   # the error again at the next use
+                raise
+            self.__dict__["_deferred_real"] = real
         return real
 
     def __getattr__(self, attr: str) -> Any:

@@ -114,3 +114,29 @@ getattr(pint, {attr!r})
 print(json.dumps({{"still_deferred": is_deferred("pint")}}))
 """)
     assert out["still_deferred"] is True
+
+
+THREADS = """
+import json, sys, threading
+from loader.deferred_imports import defer, is_deferred
+defer(["pint"])
+import pint
+start = threading.Barrier(8)
+got = []
+
+def first_use():
+    start.wait()
+    got.append(pint.UnitRegistry)
+
+threads = [threading.Thread(target=first_use) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+print(json.dumps({"same": len(got) == 8 and len(set(map(id, got))) == 1,
+                  "real": sys.modules["pint"].UnitRegistry is got[0], "deferred": is_deferred("pint")}))
+"""
+
+
+def test_threads_using_it_first_at_once_get_one_module():
+    assert run_fresh(THREADS) == {"same": True, "real": True, "deferred": False}
