@@ -20,6 +20,7 @@ from . import templates
 from .classes import DEFAULT_ALLOWED_MODULES, import_class, refusal
 from .config import CHECKOUT_CONFIG_DIR, YamlDocument, dotted, find_config, read_yaml
 from .happi_db import Database, json_path_from, read_database
+from .plugins import rescan_entry_points
 from .problems import ConfigError, Problem
 
 CONFIG_SCHEMA = "beamline.schema.json"
@@ -278,10 +279,8 @@ def check_beamline(report: Report, labels: Iterable[str] | None = None,
 
 def check_session_names(config: dict, doc: YamlDocument) -> list[Problem]:
     """``catalog`` must be declared in ``catalogs/``; callbacks must be entry points."""
-    from importlib.metadata import entry_points
-
     from .catalogs import CATALOG_DIR, declared_sources
-    from .plugins import CALLBACKS
+    from .plugins import CALLBACKS, group_entry_points
     problems = []
     catalog = config.get("catalog")
     if isinstance(catalog, str):
@@ -290,7 +289,7 @@ def check_session_names(config: dict, doc: YamlDocument) -> list[Problem]:
             problems.append(Problem(str(doc.path), f"unknown catalog {catalog!r}{_suggest(catalog, known)}; "
                                     f"catalogs declared in {CATALOG_DIR}: {', '.join(sorted(known))}",
                                     scope="advice", line=doc.line_of(("catalog",)), path="catalog"))
-    names = {ep.name for ep in entry_points(group=CALLBACKS)}
+    names = {ep.name for ep in group_entry_points(CALLBACKS)}
     wanted = [s.get("name") for s in config.get("callbacks") or [] if isinstance(s, dict)]
     broken = {}
     if any(isinstance(n, str) and n in names for n in wanted):
@@ -356,6 +355,7 @@ def validate(name: str | None = None, config: str | Path | None = None,
     path = find_config(name or "", config) if (config or name) else None
     if path is None:
         raise ValueError("give a beamline name or a config path")
+    rescan_entry_points()      # plugins installed since the last check (or load) are seen
     report = Report(path)
     try:
         report.yaml = read_yaml(path)
