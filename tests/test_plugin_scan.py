@@ -3,7 +3,6 @@ lookup: every scan reads the metadata of all installed distributions."""
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
