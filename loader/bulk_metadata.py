@@ -227,11 +227,9 @@ class MetadataBatcher:
             logger.debug("bulk metadata for %s failed (%s)", pv.pvname, exc)
             self._fall_back(request)
             return
-        metadata = pv._args.copy()
-        metadata.pop("value", None)
         self.completed += 1
         pv._bulk_answered(delivered=True)
-        shim.get_dispatcher().schedule_utility_task(request.callback, pv.pvname, metadata)
+        shim.get_dispatcher().schedule_utility_task(request.callback, pv.pvname, pv._metadata())
 
     def _fall_back(self, request: _Request) -> None:
         self.fell_back += 1
@@ -339,10 +337,14 @@ class BulkMetadataPV(shim.PyepicsShimPV):
                 self._bulk_state.wait_for(
                     lambda: self._bulk_delivered > before or not self._bulk_in_flight, timeout)
                 if self._bulk_delivered > before:
-                    metadata = self._args.copy()
-                    metadata.pop("value", None)
-                    return metadata
+                    return self._metadata()
         return super().get_all_metadata_blocking(timeout)
+
+    def _metadata(self) -> dict:
+        """What the batcher fetched, as ophyd's metadata callback takes it (no value)."""
+        metadata = self._args.copy()
+        metadata.pop("value", None)
+        return metadata
 
     def add_callback(self, callback=None, index=None, run_now=False, with_ctrlvars=True, **kw):
         """ophyd subscribes every monitored signal from its connection callback, on

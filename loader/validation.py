@@ -20,7 +20,7 @@ from . import templates
 from .classes import DEFAULT_ALLOWED_MODULES, import_class, refusal
 from .config import CHECKOUT_CONFIG_DIR, YamlDocument, dotted, find_config, read_yaml
 from .happi_db import Database, json_path_from, read_database
-from .plugins import rescan_entry_points
+from .plugins import CALLBACKS, SETUPS, group_entry_points, load_group, must_be_callable, rescan_entry_points
 from .problems import ConfigError, Problem
 
 CONFIG_SCHEMA = "beamline.schema.json"
@@ -191,7 +191,6 @@ def check_entries(db: Database) -> list[Problem]:
 def check_beamline(report: Report, labels: Iterable[str] | None = None,
                    import_classes: bool = True) -> list[Problem]:
     """Cross-checks between the YAML and this beamline's entries."""
-    from .plugins import SETUPS, load_group, must_be_callable
     config, doc, db = report.config, report.yaml, report.database
     assert config is not None and doc is not None and db is not None
     beamline = config.get("beamline")
@@ -280,7 +279,6 @@ def check_beamline(report: Report, labels: Iterable[str] | None = None,
 def check_session_names(config: dict, doc: YamlDocument) -> list[Problem]:
     """``catalog`` must be declared in ``catalogs/``; callbacks must be entry points."""
     from .catalogs import CATALOG_DIR, declared_sources
-    from .plugins import CALLBACKS, group_entry_points
     problems = []
     catalog = config.get("catalog")
     if isinstance(catalog, str):
@@ -293,7 +291,6 @@ def check_session_names(config: dict, doc: YamlDocument) -> list[Problem]:
     wanted = [s.get("name") for s in config.get("callbacks") or [] if isinstance(s, dict)]
     broken = {}
     if any(isinstance(n, str) and n in names for n in wanted):
-        from .plugins import load_group, must_be_callable
         broken = {e.name: e for e in load_group(CALLBACKS, must_be_callable)[1]}
     for i, spec in enumerate(config.get("callbacks") or []):
         name = spec.get("name") if isinstance(spec, dict) else None

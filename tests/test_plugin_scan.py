@@ -2,24 +2,18 @@
 lookup: every scan reads the metadata of all installed distributions."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from loader import load_beamline, plugins
 from loader.validation import validate
-
-ROOT = Path(__file__).resolve().parent.parent
+from test_loader import copy_config
 
 
 @pytest.fixture
 def training_copy(tmp_path) -> Path:
-    shutil.copy(ROOT / "happi_db.json", tmp_path / "happi_db.json")
-    text = (ROOT / "instrument_config" / "training.yml").read_text()
-    cfg = tmp_path / "training.yml"
-    cfg.write_text(text.replace("happi: ../happi_db.json", "happi: happi_db.json"))
-    return cfg
+    return copy_config(tmp_path)[0]
 
 
 @pytest.fixture
