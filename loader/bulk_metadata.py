@@ -49,6 +49,8 @@ import epics
 from epics import ca, dbr
 from ophyd import _pyepics_shim as shim
 
+from .callback_threads import keep_thread_state
+
 logger = logging.getLogger(__name__)
 
 MetadataCallback = Callable[[str, dict], None]
@@ -67,6 +69,7 @@ class _Request:
 def _on_get_reply(args) -> None:
     """libca's get callback for the batcher's gets: pyepics' own handler stores the
     reply, then the channel is noted so the batcher looks at its requests only."""
+    keep_thread_state()
     ca._onGetEvent(args)
     _replied.append(args.chid)
 
@@ -259,6 +262,7 @@ class BulkMetadataPV(shim.PyepicsShimPV):
 
     def _PV__on_connect(self, *args, **kwargs):
         """pyepics' connection handler (``PV.__on_connect``), under the subscribers lock."""
+        keep_thread_state()     # libca's receive thread: see loader/callback_threads.py
         with self._subscribers_lock:
             return super()._PV__on_connect(*args, **kwargs)
 
