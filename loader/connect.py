@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.02
 PROGRESS_SAMPLE = 0.25   # seconds between two counts of connected signals
+REPORT_AFTER = 2.0       # seconds of waiting before the user is told what is awaited
+REPORT_EVERY = 5.0       # and between two such lines
 
 
 def signals_of(obj) -> list:
@@ -68,7 +70,8 @@ def _unconnected_reason(name: str, signals: list, pending: list[dict]) -> str:
 def connect_all(devices: Mapping[str, Any], timeout: float,
                 times: dict[str, float] | None = None,
                 configured_timeout: float | None = None,
-                patience: float | None = None, hard_limit: float | None = None) -> dict[str, str | None]:
+                patience: float | None = None, hard_limit: float | None = None,
+                report_after: float = REPORT_AFTER) -> dict[str, str | None]:
     """Wait for all ``devices`` to connect: at most ``timeout`` s, extended while
     their signals keep connecting.
 
@@ -80,6 +83,10 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
     ``hard_limit`` s in all (default ten timeouts): live devices are never cut
     off while they progress, and dead ones still cost one wait after the last
     progress, never one per device.
+
+    A wait longer than ``report_after`` s says which devices it is waiting for and
+    for how long at most (then every ``REPORT_EVERY`` s): an IOC that is down
+    otherwise shows as a silent pause of a whole timeout.
 
     Returns name -> ``None`` (connected) or the reason it did not.  When ``times``
     is given it receives name -> seconds until that device was connected.
@@ -100,7 +107,7 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
     deadline = t0 + max(timeout, PROGRESS_SAMPLE)     # time for one look at progress
     waiting = dict(watched)
     signals_done = 0
-    last_count, next_sample = None, t0
+    last_count, next_sample, next_report = None, t0, t0 + report_after
     while waiting:
         now = time.monotonic()
         for name in [n for n, (sigs, pend) in waiting.items() if _is_ready(sigs, pend)]:
@@ -122,6 +129,11 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
                          count, len(waiting), deadline - now)
         if not waiting or now >= deadline:
             break
+        if now >= next_report:
+            logger.info("connecting: %d of %d devices connected; waiting for %s, at most %.0f s more",
+                        len(devices) - len(waiting), len(devices),
+                        summarize_pvs(sorted(waiting)), deadline - now)
+            next_report = now + REPORT_EVERY
         time.sleep(POLL_INTERVAL)   # bounded polling, as ophyd's own wait_for_connection does
     for name, (sigs, pend) in waiting.items():
         result[name] = f"connection timed out after {shown:g} s: {_unconnected_reason(name, sigs, pend)}"

@@ -80,3 +80,16 @@ def test_constructors_touching_lazy_parts_do_not_wait_outside_the_load(gp_ioc):
     outcome = connect_all({"touches": device}, timeout=0.5)
     assert "gp:no_such_record.VAL" in outcome["touches"]      # the part is in the one wait
     device.destroy()
+
+
+def test_a_long_wait_says_what_it_waits_for(gp_ioc, caplog):
+    """An IOC that is down must not look like a silent pause of a whole timeout."""
+    from ophyd import EpicsMotor
+    devices = {"m1": EpicsMotor("gp:m1", name="m1"), "dead0": Unserved("gp:", name="dead0")}
+    caplog.set_level("INFO", logger="loader.connect")
+    outcome = connect_all(devices, timeout=1.5, patience=1.5, report_after=0.5)
+    assert outcome["m1"] is None and "timed out" in outcome["dead0"]
+    said = [r.getMessage() for r in caplog.records if r.name == "loader.connect" and r.levelname == "INFO"]
+    assert said, "nothing said while waiting"
+    assert "1 of 2 devices connected; waiting for dead0, at most" in said[0], said
+    devices["dead0"].destroy()
