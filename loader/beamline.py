@@ -297,10 +297,11 @@ class Beamline(Mapping):
         classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
         self.timings["import"] = time.monotonic() - t0
         # ophyd's initial metadata in bulk, not one blocking get at a time (issue 7)
-        from . import bulk_metadata, pyepics_gil, put_completion
+        from . import bulk_metadata, exit_order, pyepics_gil, put_completion
         bulk_metadata.install()
         pyepics_gil.install()           # and two pyepics calls no longer give the GIL away
         put_completion.install()        # a put cut by a dying IOC is not a success
+        exit_order.install()            # at exit, callbacks end before channels are cleared
 
         # one deadline for building and connecting everything
         t0 = time.monotonic()
