@@ -85,7 +85,7 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
     progress, never one per device.
 
     A wait longer than ``report_after`` s says which devices it is waiting for and
-    for how long at most (then every ``REPORT_EVERY`` s): an IOC that is down
+    when it gives up on them (then every ``REPORT_EVERY`` s): an IOC that is down
     otherwise shows as a silent pause of a whole timeout.
 
     Returns name -> ``None`` (connected) or the reason it did not.  When ``times``
@@ -130,7 +130,8 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
         if not waiting or now >= deadline:
             break
         if now >= next_report:
-            logger.info("connecting: %d of %d devices connected; waiting for %s, at most %.0f s more",
+            logger.info("connecting: %d of %d devices connected; waiting for %s "
+                        "(giving up in %.0f s unless they progress)",
                         len(devices) - len(waiting), len(devices),
                         summarize_pvs(sorted(waiting)), deadline - now)
             next_report = now + REPORT_EVERY
