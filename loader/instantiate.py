@@ -6,6 +6,7 @@ The happi item is attached as ``obj.md``, as happi's own loader does.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,9 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping
 
 from . import templates
+from .connect import REPORT_AFTER, REPORT_EVERY
+
+logger = logging.getLogger(__name__)
 
 RETRY_INTERVAL = 0.5    # seconds between attempts of a constructor that timed out
 
@@ -103,7 +107,8 @@ def lazy_components_connect_later() -> Iterator[None]:
                 Device.lazy_wait_for_connection = _lazy_wait_before
 
 
-def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, workers: int = 8
+def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, workers: int = 8,
+              report_after: float = REPORT_AFTER
               ) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, float]]:
     """Construct every item side by side in a small thread pool.
 
@@ -111,6 +116,9 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
     anyway), but some read PVs while they are built (``ScalerCH`` its 32
     channel names, area detectors their plugin types): built one after another
     they would add up; here the load waits for the slowest of them.
+
+    A build longer than ``report_after`` s says how far it is (then every
+    ``REPORT_EVERY`` s): a thousand motors take seconds of CPU.
 
     Returns ``(objects, construction errors, constructors still waiting on their
     PVs at the deadline, seconds per item)``.
@@ -130,8 +138,12 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
 
     with lazy_components_connect_later(), ThreadPoolExecutor(
             max_workers=max(1, min(workers, len(items))), thread_name_prefix="construct") as pool:
-        for item, obj, error, took in pool.map(build, items):
+        next_report = time.monotonic() + report_after
+        for done, (item, obj, error, took) in enumerate(pool.map(build, items), 1):
             seconds[item.name] = took
+            if done < len(items) and time.monotonic() >= next_report:
+                logger.info("building: %d of %d devices built", done, len(items))
+                next_report = time.monotonic() + REPORT_EVERY
             if obj is not None:
                 built[item.name] = obj
             elif error.startswith("construction failed: "):

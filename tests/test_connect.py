@@ -93,3 +93,21 @@ def test_a_long_wait_says_what_it_waits_for(gp_ioc, caplog):
     assert said, "nothing said while waiting"
     assert "1 of 2 devices connected; waiting for dead0 (giving up in" in said[0], said
     devices["dead0"].destroy()
+
+
+def test_a_long_build_says_how_far_it_is(gp_ioc, caplog):
+    """Building a thousand motors takes seconds of CPU: the build reports its progress
+    (here from its first device on, ``report_after=0``)."""
+    from loader.classes import import_classes
+    from loader.instantiate import build_all
+    from test_loader import motor_item
+    items = [motor_item(f"m{i}", f"gp:m{i}") for i in range(1, 5)]
+    classes, errors = import_classes([i.device_class for i in items], ["loader.devices"])
+    assert not errors
+    caplog.set_level("INFO", logger="loader.instantiate")
+    built, failed, unreachable, _ = build_all(items, classes, time.monotonic() + 10, report_after=0.0)
+    assert sorted(built) == ["m1", "m2", "m3", "m4"] and not failed and not unreachable
+    said = [r.getMessage() for r in caplog.records if r.name == "loader.instantiate"]
+    assert said and said[0] == "building: 1 of 4 devices built", said
+    for device in built.values():
+        device.destroy()
