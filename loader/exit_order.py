@@ -31,7 +31,7 @@ _installed = False
 
 
 def install() -> None:
-    """Register :func:`stop_callback_threads` to run before pyepics' ``finalize_libca``."""
+    """Register :func:`stop_callback_threads` to run before the handlers that clear channels."""
     global _installed
     if _installed:
         return
@@ -48,11 +48,8 @@ def install() -> None:
 def stop_callback_threads(timeout: float = STOP_TIMEOUT) -> None:
     """Stop ophyd's dispatcher threads, each after the callback it is running."""
     from ophyd import _pyepics_shim as shim
-    try:
-        dispatcher = shim.get_dispatcher()
-    except Exception:       # ophyd's pyepics layer never set up
-        return
-    if dispatcher is None:
+    dispatcher = shim.get_dispatcher()
+    if dispatcher is None:      # ophyd's pyepics layer never set up, or already stopped
         return
     dispatcher.stop_event.set()
     deadline = time.monotonic() + timeout

@@ -141,9 +141,10 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
         next_report = time.monotonic() + report_after
         for done, (item, obj, error, took) in enumerate(pool.map(build, items), 1):
             seconds[item.name] = took
-            if done < len(items) and time.monotonic() >= next_report:
+            now = time.monotonic()
+            if done < len(items) and now >= next_report:
                 logger.info("building: %d of %d devices built", done, len(items))
-                next_report = time.monotonic() + REPORT_EVERY
+                next_report = now + REPORT_EVERY
             if obj is not None:
                 built[item.name] = obj
             elif error.startswith("construction failed: "):
