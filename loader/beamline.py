@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, MutableMapping
 
-from . import deferred_imports
+from . import deferred_imports, libca_path
 from .classes import import_classes
 from .config import find_config
 from .connect import connect_all
@@ -293,6 +293,7 @@ class Beamline(Mapping):
         # import every class once, up front (only from allowed_modules); what apstools
         # imports but a session does not use is imported at first use
         t0 = time.monotonic()
+        libca_path.point_pyepics_at_libca()     # ophyd's import then skips setuptools
         deferred_imports.defer()
         classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
         self.timings["import"] = time.monotonic() - t0

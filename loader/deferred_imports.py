@@ -15,7 +15,9 @@ does) also imports the real package first; CPython's import system, which had
 already looked for the submodule in ``sys.modules`` before the package ran, is
 then handed the module the package itself imported (:class:`_AlreadyImported`),
 never a second copy.  Nothing changes for code that uses these libraries, except
-when the import cost is paid.  ``matplotlib.pyplot`` and pandas are not
+when the import cost is paid.  A module below a package can be deferred with its
+parents (``epicscorelibs.path.pyepics``, :mod:`loader.libca_path`): each parent
+names its stand-in, as the import system names a module it imports.  ``matplotlib.pyplot`` and pandas are not
 deferred: bluesky's ``BestEffortCallback`` and apstools' class bodies use them
 during the load.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import threading
@@ -36,7 +39,7 @@ _lock = threading.RLock()
 
 
 class DeferredModule(types.ModuleType):
-    """Stands in for a top-level module until it is first used, then forwards to it."""
+    """Stands in for a module until it is first used, then forwards to it."""
 
     def __init__(self, spec) -> None:
         super().__init__(spec.name)
@@ -59,6 +62,11 @@ class DeferredModule(types.ModuleType):
                 sys.modules.setdefault(name, self)   # the error again at the next use
                 raise
             self.__dict__["_deferred_real"] = real
+            for attr, value in list(self.__dict__.items()):
+                # a deferred submodule bound to the stand-in stays bound to the real package
+                if (isinstance(value, types.ModuleType) and attr not in real.__dict__
+                        and sys.modules.get(f"{name}.{attr}") is value):
+                    setattr(real, attr, value)
         return real
 
     def __getattr__(self, attr: str) -> Any:
@@ -85,9 +93,8 @@ class _AlreadyImported(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def find_spec(self, name: str, path=None, target=None):
         module = sys.modules.get(name)
-        if (module is None or target is not None          # target: importlib.reload, left alone
-                or "." not in name or name.partition(".")[0] not in _deferred_names):
-            return None
+        if module is None or target is not None or not _below_deferred(name):
+            return None                                  # target: importlib.reload, left alone
         spec = importlib.util.spec_from_loader(name, self, is_package=hasattr(module, "__path__"))
         spec.loader_state = (module, module.__spec__)
         return spec
@@ -104,18 +111,48 @@ _deferred_names: set[str] = set()
 _finder = _AlreadyImported()
 
 
+def _below_deferred(name: str) -> bool:
+    parts = name.split(".")
+    return any(".".join(parts[:i]) in _deferred_names for i in range(1, len(parts)))
+
+
+def _bind_to_parent(name: str, module: types.ModuleType) -> None:
+    """Name the submodule on its parent, as the import system does when it imports one."""
+    parent_name, _, attr = name.rpartition(".")
+    parent = sys.modules[parent_name]
+    if isinstance(parent, DeferredModule):
+        parent.__dict__[attr] = module      # not through the stand-in: that would import it
+    else:
+        setattr(parent, attr, module)
+
+
+def _find_spec(name: str):
+    """``name``'s spec, found without running its parent (``importlib.util.find_spec``
+    reads the parent's ``__path__``, which imports a deferred parent)."""
+    parent = name.rpartition(".")[0]
+    if not parent:
+        return importlib.util.find_spec(name)
+    locations = sys.modules[parent].__spec__.submodule_search_locations
+    return None if locations is None else importlib.machinery.PathFinder.find_spec(name, locations)
+
+
 def defer(names: Iterable[str] = DEFERRED) -> list[str]:
     """Put a stand-in in ``sys.modules`` for each of ``names`` that is installed and
-    not yet imported; returns the names deferred."""
+    not yet imported; returns the names deferred.  A dotted name is deferred only
+    when its parent is imported or deferred (earlier in ``names``): the parent
+    then names the stand-in, as it would name the module."""
     deferred = []
     with _lock:
         for name in names:
-            if name in sys.modules or "." in name:
+            parent = name.rpartition(".")[0]
+            if name in sys.modules or (parent and parent not in sys.modules):
                 continue
-            spec = importlib.util.find_spec(name)
+            spec = _find_spec(name)
             if spec is None:
                 continue         # not installed: ``import`` raises as it always did
             sys.modules[name] = DeferredModule(spec)
+            if parent:
+                _bind_to_parent(name, sys.modules[name])
             _deferred_names.add(name)
             deferred.append(name)
         if deferred and _finder not in sys.meta_path:

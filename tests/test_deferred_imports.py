@@ -12,10 +12,10 @@ import sys
 import pytest
 
 
-def run_fresh(code: str, *args: str) -> dict:
+def run_fresh(code: str, *args: str, env: dict | None = None) -> dict:
     """Run ``code`` in a new interpreter; it prints one JSON line last."""
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                         timeout=120, env=dict(os.environ))
+                         timeout=120, env=dict(os.environ) if env is None else env)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -28,7 +28,8 @@ bl = load_beamline("training", labels=["iocstats", "shutters"], session=False)
 out = {"failed": [r.name for r in bl.status().failed],
        "apstools": "apstools.devices" in sys.modules and "apstools.synApps" in sys.modules,
        "deferred_after_load": [m for m in ("pint", "h5py") if is_deferred(m)],
-       "pint_ran": "pint.util" in sys.modules}
+       "pint_ran": "pint.util" in sys.modules,
+       "setuptools": [m for m in ("setuptools", "pkg_resources") if m in sys.modules]}
 # first use, through the name apstools bound at its import
 from apstools.devices import srs570_preamplifier
 out["quantity"] = str(srs570_preamplifier.pint.UnitRegistry()("3 mm").to("m"))
@@ -49,6 +50,7 @@ def test_a_load_leaves_pint_and_h5py_for_first_use(gp_ioc, tmp_path):
     assert out["failed"] == [] and out["apstools"]
     assert out["deferred_after_load"] == ["pint", "h5py"]
     assert not out["pint_ran"]
+    assert out["setuptools"] == []          # loader/libca_path.py
     assert out["quantity"] == "0.003 meter" and out["pint_real"]
     assert out["h5"] == [1, 2, 3]
     assert out["deferred_after_use"] == []
@@ -82,6 +84,27 @@ def test_a_submodule_import_gets_the_module_the_package_imported():
     assert out["exception"] == "InvalidFileException"
     assert out["one_utils"] is True
     assert out["h5py"] == [True, True, True, "h5py._hl.files", "SourceFileLoader"]
+
+
+BELOW_A_PACKAGE = """
+import json, sys
+from loader.deferred_imports import defer, is_deferred
+out = {"no_parent": defer(["xml.dom.minidom"])}
+import xml.dom
+out["deferred"] = defer(["xml.dom.minidom"])
+out["named_by_parent"] = xml.dom.minidom is sys.modules["xml.dom.minidom"]
+out["still_deferred"] = is_deferred("xml.dom.minidom")
+from xml.dom import minidom
+out["tag"] = minidom.parseString("<scan/>").documentElement.tagName
+out["real_everywhere"] = xml.dom.minidom is sys.modules["xml.dom.minidom"] and type(xml.dom.minidom).__name__ == "module"
+print(json.dumps(out))
+"""
+
+
+def test_a_module_below_a_package_is_deferred_under_its_parent():
+    out = run_fresh(BELOW_A_PACKAGE)
+    assert out == {"no_parent": [], "deferred": ["xml.dom.minidom"], "named_by_parent": True,
+                   "still_deferred": True, "tag": "scan", "real_everywhere": True}
 
 
 LEFT_ALONE = """
