@@ -2,24 +2,26 @@
 
 Why: the device classes come from ``apstools.devices`` and ``apstools.synApps``,
 whose ``__init__`` modules import every submodule, and with them libraries a
-load never touches: pint (for the SRS570 pre-amplifier) and h5py (the NeXus
-writer).  openpyxl (spreadsheets) would be a third, but apstools subclasses one
-of its exceptions at import.
+load never touches: pint (for the SRS570 pre-amplifier), h5py (the NeXus
+writer) and openpyxl (spreadsheets; 0.1 s, 175 modules).
 
 How: before the device classes are imported, each of :data:`DEFERRED` that is
 installed and not yet imported gets a stand-in in ``sys.modules``.
 ``import pint`` then binds the stand-in, and the first attribute read through it
 (``pint.UnitRegistry``, ``dir()``) imports the real module and forwards to it from
-then on.  A submodule import (``import openpyxl.utils.exceptions``, as apstools
-does) also imports the real package first; CPython's import system, which had
-already looked for the submodule in ``sys.modules`` before the package ran, is
-then handed the module the package itself imported (:class:`_AlreadyImported`),
-never a second copy.  Nothing changes for code that uses these libraries, except
-when the import cost is paid.  A module below a package can be deferred with its
-parents (``epicscorelibs.path.pyepics``, :mod:`loader.libca_path`): each parent
-names its stand-in, as the import system names a module it imports.  ``matplotlib.pyplot`` and pandas are not
-deferred: bluesky's ``BestEffortCallback`` and apstools' class bodies use them
-during the load.
+then on.  A submodule import (``import h5py._hl.files``) also imports the real
+package first; CPython's import system, which had already looked for the
+submodule in ``sys.modules`` before the package ran, is then handed the module
+the package itself imported (:class:`_AlreadyImported`), never a second copy.
+The packages in :data:`SUBMODULES_ALONE` instead let a submodule be imported
+without them: apstools subclasses ``openpyxl.utils.exceptions.InvalidFileException``
+at import, and ``openpyxl.utils`` needs nothing from openpyxl's ``__init__``,
+which imports the whole library.  A module below a package can be deferred with
+its parents (``epicscorelibs.path.pyepics``, :mod:`loader.libca_path`).  Each
+package names the submodules imported or deferred below it, as the import system
+does.  Nothing changes for code that uses these libraries, except when the
+import cost is paid.  ``matplotlib.pyplot`` and pandas are not deferred: bluesky's
+``BestEffortCallback`` and apstools' class bodies use them during the load.
 """
 from __future__ import annotations
 
@@ -33,7 +35,9 @@ import types
 from typing import Any, Iterable
 
 # imported by apstools' package __init__ chain, unused until a user asks for them
-DEFERRED = ("pint", "h5py")
+DEFERRED = ("pint", "h5py", "openpyxl")
+# packages whose submodules are imported without running the package's __init__
+SUBMODULES_ALONE = frozenset({"openpyxl"})
 
 _lock = threading.RLock()
 
@@ -41,12 +45,14 @@ _lock = threading.RLock()
 class DeferredModule(types.ModuleType):
     """Stands in for a module until it is first used, then forwards to it."""
 
-    def __init__(self, spec) -> None:
+    def __init__(self, spec, submodules_alone: bool = False) -> None:
         super().__init__(spec.name)
         # the import system reads __spec__ (and _initializing) of a module found in
-        # sys.modules: answered here, without importing
+        # sys.modules: answered here, without importing; and a parent's __path__
         self.__dict__.update(__spec__=spec, __file__=spec.origin, __loader__=spec.loader,
                              __package__=spec.parent, _deferred_real=None)
+        if submodules_alone and spec.submodule_search_locations is not None:
+            self.__dict__["__path__"] = list(spec.submodule_search_locations)
 
     def _deferred_load(self) -> types.ModuleType:
         real = self.__dict__["_deferred_real"]
@@ -74,6 +80,10 @@ class DeferredModule(types.ModuleType):
         return getattr(self._deferred_load(), attr)
 
     def __setattr__(self, attr: str, value: Any) -> None:
+        if (self.__dict__["_deferred_real"] is None and isinstance(value, types.ModuleType)
+                and sys.modules.get(f"{self.__name__}.{attr}") is value):
+            self.__dict__[attr] = value     # the import system naming a submodule imported alone
+            return
         setattr(self._deferred_load(), attr, value)
 
     def __delattr__(self, attr: str) -> None:
@@ -136,11 +146,14 @@ def _find_spec(name: str):
     return None if locations is None else importlib.machinery.PathFinder.find_spec(name, locations)
 
 
-def defer(names: Iterable[str] = DEFERRED) -> list[str]:
+def defer(names: Iterable[str] = DEFERRED,
+          submodules_alone: Iterable[str] = SUBMODULES_ALONE) -> list[str]:
     """Put a stand-in in ``sys.modules`` for each of ``names`` that is installed and
     not yet imported; returns the names deferred.  A dotted name is deferred only
     when its parent is imported or deferred (earlier in ``names``): the parent
-    then names the stand-in, as it would name the module."""
+    then names the stand-in, as it would name the module.  The packages among
+    ``submodules_alone`` let their submodules be imported without themselves."""
+    submodules_alone = frozenset(submodules_alone)
     deferred = []
     with _lock:
         for name in names:
@@ -150,7 +163,7 @@ def defer(names: Iterable[str] = DEFERRED) -> list[str]:
             spec = _find_spec(name)
             if spec is None:
                 continue         # not installed: ``import`` raises as it always did
-            sys.modules[name] = DeferredModule(spec)
+            sys.modules[name] = DeferredModule(spec, name in submodules_alone)
             if parent:
                 _bind_to_parent(name, sys.modules[name])
             _deferred_names.add(name)

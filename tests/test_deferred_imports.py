@@ -27,7 +27,7 @@ from loader.deferred_imports import is_deferred
 bl = load_beamline("training", labels=["iocstats", "shutters"], session=False)
 out = {"failed": [r.name for r in bl.status().failed],
        "apstools": "apstools.devices" in sys.modules and "apstools.synApps" in sys.modules,
-       "deferred_after_load": [m for m in ("pint", "h5py") if is_deferred(m)],
+       "deferred_after_load": [m for m in ("pint", "h5py", "openpyxl") if is_deferred(m)],
        "pint_ran": "pint.util" in sys.modules,
        "setuptools": [m for m in ("setuptools", "pkg_resources") if m in sys.modules]}
 # first use, through the name apstools bound at its import
@@ -39,27 +39,43 @@ with h5py.File(sys.argv[1], "w") as f:
     f["x"] = [1, 2, 3]
 with h5py.File(sys.argv[1], "r") as f:
     out["h5"] = f["x"][()].tolist()
-out["deferred_after_use"] = [m for m in ("pint", "h5py") if is_deferred(m)]
+# apstools' subclass of openpyxl's exception, and a workbook written and read back
+from apstools.utils import spreadsheet
+import openpyxl
+book = openpyxl.Workbook()
+book.active["A1"] = "m1"
+book.save(sys.argv[1] + ".xlsx")
+try:       # openpyxl's InvalidFileException, raised again as apstools' ExcelReadError
+    spreadsheet.ExcelDatabaseFileGeneric(sys.argv[1] + ".csv")
+except spreadsheet.ExcelReadError as exc:
+    out["read_error"] = str(exc)
+out["cell"] = openpyxl.load_workbook(sys.argv[1] + ".xlsx").active["A1"].value
+out["one_exception"] = (spreadsheet.ExcelReadError.__mro__[1]
+                        is openpyxl.utils.exceptions.InvalidFileException
+                        is sys.modules["openpyxl.utils.exceptions"].InvalidFileException)
+out["deferred_after_use"] = [m for m in ("pint", "h5py", "openpyxl") if is_deferred(m)]
 print(json.dumps(out))
 import os; os._exit(0)
 """
 
 
-def test_a_load_leaves_pint_and_h5py_for_first_use(gp_ioc, tmp_path):
+def test_a_load_leaves_pint_h5py_and_openpyxl_for_first_use(gp_ioc, tmp_path):
     out = run_fresh(LOAD, str(tmp_path / "x.h5"))
     assert out["failed"] == [] and out["apstools"]
-    assert out["deferred_after_load"] == ["pint", "h5py"]
+    assert out["deferred_after_load"] == ["pint", "h5py", "openpyxl"]
     assert not out["pint_ran"]
     assert out["setuptools"] == []          # loader/libca_path.py
     assert out["quantity"] == "0.003 meter" and out["pint_real"]
     assert out["h5"] == [1, 2, 3]
+    assert out["cell"] == "m1" and out["one_exception"] is True
+    assert "does not support .csv" in out["read_error"]
     assert out["deferred_after_use"] == []
 
 
 SUBMODULES = """
 import json, sys
 from loader.deferred_imports import defer, is_deferred
-out = {"deferred": defer(["openpyxl", "h5py"])}
+out = {"deferred": defer(["openpyxl", "h5py"], submodules_alone=())}
 # as apstools.utils.spreadsheet does: the package, then one of its submodules
 import openpyxl
 import openpyxl.utils.exceptions
@@ -84,6 +100,37 @@ def test_a_submodule_import_gets_the_module_the_package_imported():
     assert out["exception"] == "InvalidFileException"
     assert out["one_utils"] is True
     assert out["h5py"] == [True, True, True, "h5py._hl.files", "SourceFileLoader"]
+
+
+ALONE = """
+import json, sys
+from loader.deferred_imports import defer, is_deferred
+out = {"deferred": defer(["openpyxl"], submodules_alone=["openpyxl"])}
+before = set(sys.modules)
+import openpyxl
+import openpyxl.utils.exceptions as exceptions
+out["imported"] = sorted(m for m in set(sys.modules) - before if m.startswith("openpyxl"))
+out["still_deferred"] = is_deferred("openpyxl")
+out["named"] = openpyxl.utils is sys.modules["openpyxl.utils"] and openpyxl.utils.exceptions is exceptions
+first = exceptions.InvalidFileException
+book = openpyxl.Workbook()                      # the package itself, at last
+from openpyxl.reader import excel
+real = sys.modules["openpyxl"]
+out["after"] = [is_deferred("openpyxl"), type(real).__name__, real.utils is sys.modules["openpyxl.utils"],
+                excel.InvalidFileException is first, real.utils.exceptions.InvalidFileException is first]
+print(json.dumps(out))
+"""
+
+
+def test_a_package_can_let_its_submodules_be_imported_alone():
+    """apstools subclasses ``openpyxl.utils.exceptions.InvalidFileException`` at
+    import: that submodule alone, not openpyxl's whole ``__init__``; the package
+    itself later shares the same submodules."""
+    out = run_fresh(ALONE)
+    assert out["deferred"] == ["openpyxl"]
+    assert "openpyxl.utils.exceptions" in out["imported"] and len(out["imported"]) < 10
+    assert out["still_deferred"] is True and out["named"] is True
+    assert out["after"] == [False, "module", True, True, True]
 
 
 BELOW_A_PACKAGE = """
