@@ -82,7 +82,7 @@ class DeferredModule(types.ModuleType):
     def __setattr__(self, attr: str, value: Any) -> None:
         if (self.__dict__["_deferred_real"] is None and isinstance(value, types.ModuleType)
                 and sys.modules.get(f"{self.__name__}.{attr}") is value):
-            self.__dict__[attr] = value     # the import system naming a submodule imported alone
+            self.__dict__[attr] = value     # a submodule imported alone, or deferred, named here
             return
         setattr(self._deferred_load(), attr, value)
 
@@ -126,16 +126,6 @@ def _below_deferred(name: str) -> bool:
     return any(".".join(parts[:i]) in _deferred_names for i in range(1, len(parts)))
 
 
-def _bind_to_parent(name: str, module: types.ModuleType) -> None:
-    """Name the submodule on its parent, as the import system does when it imports one."""
-    parent_name, _, attr = name.rpartition(".")
-    parent = sys.modules[parent_name]
-    if isinstance(parent, DeferredModule):
-        parent.__dict__[attr] = module      # not through the stand-in: that would import it
-    else:
-        setattr(parent, attr, module)
-
-
 def _find_spec(name: str):
     """``name``'s spec, found without running its parent (``importlib.util.find_spec``
     reads the parent's ``__path__``, which imports a deferred parent)."""
@@ -164,8 +154,8 @@ def defer(names: Iterable[str] = DEFERRED,
             if spec is None:
                 continue         # not installed: ``import`` raises as it always did
             sys.modules[name] = DeferredModule(spec, name in submodules_alone)
-            if parent:
-                _bind_to_parent(name, sys.modules[name])
+            if parent:   # named on its parent, as the import system names what it imports
+                setattr(sys.modules[parent], name.rpartition(".")[2], sys.modules[name])
             _deferred_names.add(name)
             deferred.append(name)
         if deferred and _finder not in sys.meta_path:
