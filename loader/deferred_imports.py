@@ -1,9 +1,11 @@
-"""Import on first use what apstools imports at start but a session does not use.
+"""Import on first use what the device libraries import at start but a session does not use.
 
 Why: the device classes come from ``apstools.devices`` and ``apstools.synApps``,
 whose ``__init__`` modules import every submodule, and with them libraries a
 load never touches: pint (for the SRS570 pre-amplifier), h5py (the NeXus
-writer) and openpyxl (spreadsheets; 0.1 s, 175 modules).
+writer) and openpyxl (spreadsheets; 0.1 s, 175 modules).  ophyd's area
+detector base imports networkx (0.15 s) for three methods that draw or check
+the graph of a detector's plugin ports.
 
 How: before the device classes are imported, each of :data:`DEFERRED` that is
 installed and not yet imported gets a stand-in in ``sys.modules``.
@@ -34,8 +36,9 @@ import threading
 import types
 from typing import Any, Iterable
 
-# imported by apstools' package __init__ chain, unused until a user asks for them
-DEFERRED = ("pint", "h5py", "openpyxl")
+# imported by apstools' package __init__ chain (and networkx by ophyd.areadetector.base),
+# unused until a user asks for them
+DEFERRED = ("pint", "h5py", "openpyxl", "networkx")
 # packages whose submodules are imported without running the package's __init__
 SUBMODULES_ALONE = frozenset({"openpyxl"})
 

@@ -27,7 +27,7 @@ from loader.deferred_imports import is_deferred
 bl = load_beamline("training", labels=["iocstats", "shutters"], session=False)
 out = {"failed": [r.name for r in bl.status().failed],
        "apstools": "apstools.devices" in sys.modules and "apstools.synApps" in sys.modules,
-       "deferred_after_load": [m for m in ("pint", "h5py", "openpyxl") if is_deferred(m)],
+       "deferred_after_load": [m for m in ("pint", "h5py", "openpyxl", "networkx") if is_deferred(m)],
        "pint_ran": "pint.util" in sys.modules,
        "setuptools": [m for m in ("setuptools", "pkg_resources") if m in sys.modules]}
 # first use, through the name apstools bound at its import
@@ -53,22 +53,27 @@ out["cell"] = openpyxl.load_workbook(sys.argv[1] + ".xlsx").active["A1"].value
 out["one_exception"] = (spreadsheet.ExcelReadError.__mro__[1]
                         is openpyxl.utils.exceptions.InvalidFileException
                         is sys.modules["openpyxl.utils.exceptions"].InvalidFileException)
-out["deferred_after_use"] = [m for m in ("pint", "h5py", "openpyxl") if is_deferred(m)]
+# ophyd's graph of an area detector's plugin ports, through the name ophyd bound
+from ophyd.areadetector import base
+graph = base.nx.DiGraph([("SIM1", "HDF1"), ("HDF1", "ROI1")])
+out["ports_downstream"] = sorted(base.nx.descendants(graph, "SIM1"))
+out["deferred_after_use"] = [m for m in ("pint", "h5py", "openpyxl", "networkx") if is_deferred(m)]
 print(json.dumps(out))
 import os; os._exit(0)
 """
 
 
-def test_a_load_leaves_pint_h5py_and_openpyxl_for_first_use(gp_ioc, tmp_path):
+def test_a_load_leaves_pint_h5py_openpyxl_and_networkx_for_first_use(gp_ioc, tmp_path):
     out = run_fresh(LOAD, str(tmp_path / "x.h5"))
     assert out["failed"] == [] and out["apstools"]
-    assert out["deferred_after_load"] == ["pint", "h5py", "openpyxl"]
+    assert out["deferred_after_load"] == ["pint", "h5py", "openpyxl", "networkx"]
     assert not out["pint_ran"]
     assert out["setuptools"] == []          # loader/libca_path.py
     assert out["quantity"] == "0.003 meter" and out["pint_real"]
     assert out["h5"] == [1, 2, 3]
     assert out["cell"] == "m1" and out["one_exception"] is True
     assert "does not support .csv" in out["read_error"]
+    assert out["ports_downstream"] == ["HDF1", "ROI1"]
     assert out["deferred_after_use"] == []
 
 
