@@ -72,20 +72,22 @@ class DeferredModule(types.ModuleType):
                 raise
             self.__dict__["_deferred_real"] = real
             for attr, value in list(self.__dict__.items()):
-                # a deferred submodule bound to the stand-in stays bound to the real package
-                if (isinstance(value, types.ModuleType) and attr not in real.__dict__
-                        and sys.modules.get(f"{name}.{attr}") is value):
+                # a submodule named on the stand-in stays named on the real package
+                if attr not in real.__dict__ and self._is_submodule(attr, value):
                     setattr(real, attr, value)
         return real
+
+    def _is_submodule(self, attr: str, value: Any) -> bool:
+        """``value`` is the module ``<this one>.<attr>`` (imported alone, or deferred)."""
+        return isinstance(value, types.ModuleType) and sys.modules.get(f"{self.__name__}.{attr}") is value
 
     def __getattr__(self, attr: str) -> Any:
         # only called for what the stand-in itself does not have
         return getattr(self._deferred_load(), attr)
 
     def __setattr__(self, attr: str, value: Any) -> None:
-        if (self.__dict__["_deferred_real"] is None and isinstance(value, types.ModuleType)
-                and sys.modules.get(f"{self.__name__}.{attr}") is value):
-            self.__dict__[attr] = value     # a submodule imported alone, or deferred, named here
+        if self.__dict__["_deferred_real"] is None and self._is_submodule(attr, value):
+            self.__dict__[attr] = value     # named here, without importing the real module
             return
         setattr(self._deferred_load(), attr, value)
 
