@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 from epics import ca
 
@@ -61,21 +61,31 @@ _pyepics_poll = ca.poll
 _refusing_threads: dict[int, threading.Thread] = {}
 
 
+def _started_libca():
+    """pyepics' libca (started first if need be, as pyepics' ``withCA`` does), or
+    ``ca._LIBCA_FINALIZED`` while the interpreter exits."""
+    if ca.libca is None:
+        ca.initialize_libca()
+    return ca.libca
+
+
+def _keeping_gil(libca: ctypes.CDLL, name: str, restype: Any, argtypes: Any):
+    """libca's function ``name`` called through ``ctypes.PyDLL`` on the same library
+    handle (not loaded again): the GIL stays held."""
+    function = getattr(ctypes.PyDLL(libca._name, handle=libca._handle), name)
+    function.restype, function.argtypes = restype, argtypes
+    return function
+
+
 def current_context() -> int | None:
     """The calling thread's CA context (``None`` when it has none), as pyepics'
     own function returns it, but the GIL stays held."""
     global _without_gil_release
-    libca = ca.libca
-    if libca is None:                      # pyepics' withCA: start libca first
-        ca.initialize_libca()
-        libca = ca.libca
-    elif libca is ca._LIBCA_FINALIZED:     # pyepics' withCA: interpreter exiting
+    libca = _started_libca()
+    if libca is ca._LIBCA_FINALIZED:     # pyepics' withCA: interpreter exiting
         return None
     if _without_gil_release is None:
-        function = ctypes.PyDLL(libca._name).ca_current_context
-        function.restype = ctypes.c_void_p
-        function.argtypes = []
-        _without_gil_release = function
+        _without_gil_release = _keeping_gil(libca, "ca_current_context", ctypes.c_void_p, [])
     return _without_gil_release()
 
 
@@ -94,20 +104,14 @@ def keep_gil_in_primary_lock_calls() -> None:
     """Make libca's :data:`PRIMARY_LOCK_ONLY` calls, as pyepics looks them up on
     ``ca.libca``, keep the GIL (libca is started first if need be)."""
     global _swapped_libca
-    libca = ca.libca
-    if libca is None:
-        ca.initialize_libca()
-        libca = ca.libca
+    libca = _started_libca()
     if libca is ca._LIBCA_FINALIZED or libca is _swapped_libca:
         return
-    keeping = ctypes.PyDLL(libca._name, handle=libca._handle)     # the same library, not loaded again
     _pyepics_calls.clear()
     for name in PRIMARY_LOCK_ONLY:
         own = getattr(libca, name)
-        function = getattr(keeping, name)
-        function.restype, function.argtypes = own.restype, own.argtypes
         _pyepics_calls[name] = own
-        setattr(libca, name, function)
+        setattr(libca, name, _keeping_gil(libca, name, own.restype, own.argtypes))
     _swapped_libca = libca
 
 

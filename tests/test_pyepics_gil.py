@@ -30,6 +30,10 @@ def swapped():
     pyepics_gil.uninstall()
 
 
+def _keeps_gil(function) -> bool:
+    return bool(function._flags_ & ctypes._FUNCFLAG_PYTHONAPI)
+
+
 def _in_thread(function, thread_class=threading.Thread):
     result = []
     thread = thread_class(target=lambda: result.append(function()))
@@ -48,9 +52,8 @@ def test_it_answers_as_pyepics_does_in_every_kind_of_thread(softioc, swapped):
 
 def test_the_swapped_call_keeps_the_gil(softioc, swapped):
     ca.current_context()
-    function = pyepics_gil._without_gil_release
-    assert function._flags_ & ctypes._FUNCFLAG_PYTHONAPI, "called through a CDLL: the GIL is released"
-    assert not ca.libca.ca_current_context._flags_ & ctypes._FUNCFLAG_PYTHONAPI
+    assert _keeps_gil(pyepics_gil._without_gil_release), "called through a CDLL: the GIL is released"
+    assert not _keeps_gil(ca.libca.ca_current_context)
 
 
 def test_pyepics_and_ophyd_go_through_the_swap(softioc, swapped, monkeypatch):
@@ -97,10 +100,6 @@ def test_poll_is_skipped_only_where_libca_refuses_it(softioc, swapped, monkeypat
     assert ca.poll() == 1 and len(polled) == before + 1     # ECA_NORMAL: really polled
     pyepics_gil._refusing_threads.pop(threading.get_ident())
     pv.disconnect()
-
-
-def _keeps_gil(function) -> bool:
-    return bool(function._flags_ & ctypes._FUNCFLAG_PYTHONAPI)
 
 
 #: libca calls that take its callback lock or may wait for the network: never swapped
