@@ -300,7 +300,7 @@ class Beamline(Mapping):
         # ophyd's initial metadata in bulk, not one blocking get at a time (issue 7)
         from . import bulk_metadata, exit_order, pyepics_gil, put_completion
         bulk_metadata.install()
-        pyepics_gil.install()           # and pyepics no longer gives the GIL away in its hot libca calls
+        pyepics_gil.install()           # and two pyepics calls no longer give the GIL away
         put_completion.install()        # a put cut by a dying IOC is not a success
         exit_order.install()            # at exit, callbacks end before channels are cleared
 
