@@ -30,6 +30,9 @@ def table(results: dict) -> str:
         for kind in ("scan", "count"):
             lines.append(f"| {kind} | {scan[f'{kind}_bare_points_per_s']:.0f} pts/s | "
                          f"{scan[f'{kind}_session_points_per_s']:.0f} pts/s | {scan[f'{kind}_ratio']:.0%} |")
+        if "best_effort_first_use_s" in scan:
+            lines.append(f"the session's first scan also makes its BestEffortCallback (imports matplotlib): "
+                         f"{_s(scan['best_effort_first_use_s'])}, once")
     det = results.get("detector_rate")
     if det:
         lines += ["", f"detector: {det['frames_per_s']:.1f} frames/s written (1024x1024 into HDF5, catalogued run; "

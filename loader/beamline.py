@@ -295,7 +295,8 @@ class Beamline(Mapping):
         t0 = time.monotonic()
         libca_path.point_pyepics_at_libca()     # ophyd's import then skips setuptools
         deferred_imports.defer()
-        classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
+        with deferred_imports.lending_names():
+            classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
         self.timings["import"] = time.monotonic() - t0
         # ophyd's initial metadata in bulk, not one blocking get at a time (issue 7)
         from . import bulk_metadata, exit_order, pyepics_gil, put_completion

@@ -22,38 +22,138 @@ which imports the whole library.  A module below a package can be deferred with
 its parents (``epicscorelibs.path.pyepics``, :mod:`loader.libca_path`).  Each
 package names the submodules imported or deferred below it, as the import system
 does.  Nothing changes for code that uses these libraries, except when the
-import cost is paid.  ``matplotlib.pyplot`` and pandas are not deferred: bluesky's
-``BestEffortCallback`` and apstools' class bodies use them during the load.
+import cost is paid.
+
+pandas (0.2 s) and bluesky's ``best_effort`` module (0.4 s: it imports
+``matplotlib.pyplot``) are deferred too, though apstools takes a name from each
+at import: ``TableStyle.pandas = pandas.DataFrame`` in an enum's body, and
+``from bluesky.callbacks.best_effort import BestEffortCallback``.  While the
+device classes import (:func:`lending_names`), such a name (:data:`LENT`) is
+lent as a :class:`LentName`, which imports the module when it is first used;
+outside that window the same import gives the real object, as always.  A call
+made at import only to set the module's own options (apstools:
+``pd.set_option("display.max_rows", None)``, :data:`REPLAYED`) is made on the
+real module as soon as it is imported.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.abc
+import logging
 import importlib.machinery
 import importlib.util
 import sys
 import threading
 import types
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 # imported by apstools' package __init__ chain (and networkx by ophyd.areadetector.base),
 # unused until a user asks for them
-DEFERRED = ("pint", "h5py", "openpyxl", "networkx")
+DEFERRED = ("pint", "h5py", "openpyxl", "networkx", "pandas", "bluesky.callbacks.best_effort")
 # packages whose submodules are imported without running the package's __init__
 SUBMODULES_ALONE = frozenset({"openpyxl"})
+# names apstools takes from a deferred module at import but uses only later
+LENT = {"pandas": ("DataFrame",), "bluesky.callbacks.best_effort": ("BestEffortCallback",)}
+# functions apstools calls at import only to set the deferred module's options
+REPLAYED = {"pandas": ("set_option",)}
+# imported before deferring (1 ms, and every session imports it): its best_effort is deferred
+PARENTS_IMPORTED = ("bluesky.callbacks",)
 
+logger = logging.getLogger(__name__)
 _lock = threading.RLock()
+_lending = threading.local()
+
+
+@contextmanager
+def lending_names() -> Iterator[None]:
+    """In this thread, until the block ends, a name of :data:`LENT` read from its
+    deferred module is lent (:class:`LentName`) instead of importing the module."""
+    before = getattr(_lending, "active", False)
+    _lending.active = True
+    try:
+        yield
+    finally:
+        _lending.active = before
+
+
+class LentName:
+    """Stands in for ``module.name`` until it is used: calling it, reading its
+    attributes, ``isinstance``/``issubclass`` and subclassing it import the module
+    and go to the real object.  Dunder probes (an enum's descriptor test, copy,
+    pickle) import nothing."""
+
+    __slots__ = ("_module", "_name", "_real")
+
+    def __init__(self, module: "DeferredModule", name: str) -> None:
+        self._module = module
+        self._name = name
+        self._real = None
+
+    def resolve(self) -> Any:
+        """The real object (its module is imported now, if it was not yet)."""
+        if self._real is None:
+            self._real = getattr(self._module._deferred_load(), self._name)
+        return self._real
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") and attr.endswith("__"):
+            raise AttributeError(attr)
+        return getattr(self.resolve(), attr)
+
+    def __instancecheck__(self, obj: Any) -> bool:
+        return isinstance(obj, self.resolve())
+
+    def __subclasscheck__(self, cls: type) -> bool:
+        return issubclass(cls, self.resolve())
+
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        return (self.resolve(),)
+
+    def __repr__(self) -> str:
+        if self._real is not None:
+            return repr(self._real)
+        return f"<{self._module.__name__}.{self._name} (imported at first use)>"
+
+
+class ReplayedCall:
+    """Stands in for ``module.name``, a function that sets the module's options:
+    called before the module is imported, the call is made on the real module as
+    soon as it is (and returns ``None`` now)."""
+
+    __slots__ = ("_module", "_name")
+
+    def __init__(self, module: "DeferredModule", name: str) -> None:
+        self._module = module
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with _lock:
+            if self._module.__dict__["_deferred_real"] is None:
+                self._module.__dict__["_deferred_calls"].append((self._name, args, kwargs))
+                return None
+        return getattr(self._module._deferred_load(), self._name)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self._module.__name__}.{self._name} (called when {self._module.__name__} is imported)>"
 
 
 class DeferredModule(types.ModuleType):
     """Stands in for a module until it is first used, then forwards to it."""
 
-    def __init__(self, spec, submodules_alone: bool = False) -> None:
+    def __init__(self, spec, submodules_alone: bool = False, lent: Iterable[str] = (),
+                 replayed: Iterable[str] = ()) -> None:
         super().__init__(spec.name)
         # the import system reads __spec__ (and _initializing) of a module found in
         # sys.modules: answered here, without importing; and a parent's __path__
+        lent = {name: LentName(self, name) for name in lent}
+        lent.update((name, ReplayedCall(self, name)) for name in replayed)
         self.__dict__.update(__spec__=spec, __file__=spec.origin, __loader__=spec.loader,
-                             __package__=spec.parent, _deferred_real=None)
+                             __package__=spec.parent, _deferred_real=None,
+                             _deferred_lent=lent, _deferred_calls=[])
         if submodules_alone and spec.submodule_search_locations is not None:
             self.__dict__["__path__"] = list(spec.submodule_search_locations)
 
@@ -70,11 +170,19 @@ class DeferredModule(types.ModuleType):
             except BaseException:
                 sys.modules.setdefault(name, self)   # the error again at the next use
                 raise
-            self.__dict__["_deferred_real"] = real
+            with _lock:
+                self.__dict__["_deferred_real"] = real
+                calls, self.__dict__["_deferred_calls"] = self.__dict__["_deferred_calls"], []
             for attr, value in list(self.__dict__.items()):
                 # a submodule named on the stand-in stays named on the real package
                 if attr not in real.__dict__ and self._is_submodule(attr, value):
                     setattr(real, attr, value)
+            for function, args, kwargs in calls:
+                try:
+                    getattr(real, function)(*args, **kwargs)
+                except Exception:
+                    logger.exception("%s.%s%r, called before %s was imported, failed now",
+                                     name, function, args, name)
         return real
 
     def _is_submodule(self, attr: str, value: Any) -> bool:
@@ -83,6 +191,12 @@ class DeferredModule(types.ModuleType):
 
     def __getattr__(self, attr: str) -> Any:
         # only called for what the stand-in itself does not have
+        if attr == "__path__" and self.__spec__.submodule_search_locations is None:
+            # not a package (``from module import name`` asks)
+            raise AttributeError(f"module {self.__name__!r} has no attribute '__path__'")
+        lent = self.__dict__["_deferred_lent"].get(attr)
+        if lent is not None and self.__dict__["_deferred_real"] is None and getattr(_lending, "active", False):
+            return lent
         return getattr(self._deferred_load(), attr)
 
     def __setattr__(self, attr: str, value: Any) -> None:
@@ -142,13 +256,22 @@ def _find_spec(name: str):
 
 
 def defer(names: Iterable[str] = DEFERRED,
-          submodules_alone: Iterable[str] = SUBMODULES_ALONE) -> list[str]:
+          submodules_alone: Iterable[str] = SUBMODULES_ALONE,
+          lent: dict[str, Iterable[str]] = LENT,
+          replayed: dict[str, Iterable[str]] = REPLAYED,
+          parents_imported: Iterable[str] = PARENTS_IMPORTED) -> list[str]:
     """Put a stand-in in ``sys.modules`` for each of ``names`` that is installed and
     not yet imported; returns the names deferred.  A dotted name is deferred only
     when its parent is imported or deferred (earlier in ``names``): the parent
     then names the stand-in, as it would name the module.  The packages among
-    ``submodules_alone`` let their submodules be imported without themselves."""
+    ``submodules_alone`` let their submodules be imported without themselves;
+    ``lent[name]`` are names the stand-in lends within :func:`lending_names`,
+    ``replayed[name]`` functions whose calls wait for the real module.
+    ``parents_imported`` are imported first, so that modules below them can be deferred."""
     submodules_alone = frozenset(submodules_alone)
+    for parent in parents_imported:
+        if parent not in sys.modules:
+            importlib.import_module(parent)
     deferred = []
     with _lock:
         for name in names:
@@ -158,7 +281,8 @@ def defer(names: Iterable[str] = DEFERRED,
             spec = _find_spec(name)
             if spec is None:
                 continue         # not installed: ``import`` raises as it always did
-            sys.modules[name] = DeferredModule(spec, name in submodules_alone)
+            sys.modules[name] = DeferredModule(spec, name in submodules_alone, lent.get(name, ()),
+                                               replayed.get(name, ()))
             if parent:   # named on its parent, as the import system names what it imports
                 setattr(sys.modules[parent], name.rpartition(".")[2], sys.modules[name])
             _deferred_names.add(name)

@@ -215,3 +215,130 @@ print(json.dumps({"same": len(got) == 8 and len(set(map(id, got))) == 1,
 
 def test_threads_using_it_first_at_once_get_one_module():
     assert run_fresh(THREADS) == {"same": True, "real": True, "deferred": False}
+
+
+# a library (slowlib) and a module that, like apstools, takes names from it at import
+SLOWLIB = '''
+OPTIONS = {}
+IMPORTED = True
+
+class Table:
+    def __init__(self, rows=()):
+        self.rows = list(rows)
+
+def set_option(key, value):
+    OPTIONS[key] = value
+'''
+USER = '''
+import enum
+import slowlib
+from slowlib import Table
+
+class Style(enum.Enum):
+    plain = str
+    table = slowlib.Table
+
+slowlib.set_option("max_rows", None)
+
+def make(rows):
+    return Table(rows)
+'''
+LENDING = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from loader.deferred_imports import defer, is_deferred, lending_names
+out = {"deferred": defer(["slowlib"], lent={"slowlib": ["Table"]}, replayed={"slowlib": ["set_option"]},
+                         parents_imported=())}
+with lending_names():
+    import user
+out["after_import"] = is_deferred("slowlib")
+out["members"] = [m.name for m in user.Style]
+out["lent_repr"] = repr(user.Table)
+table = user.Style.table.value([1, 2])           # first use: the library is imported now
+real = sys.modules["slowlib"]
+out["first_use"] = [is_deferred("slowlib"), type(table) is real.Table, table.rows]
+out["replayed"] = real.OPTIONS
+out["isinstance"] = isinstance(user.make([3]), user.Table)
+class Mine(user.Table):
+    pass
+out["subclass"] = issubclass(Mine, real.Table) and Mine.__mro__[1] is real.Table
+# outside the window, the same import gives the real class
+from slowlib import Table
+out["outside"] = Table is real.Table
+print(json.dumps(out))
+"""
+
+
+def test_names_taken_at_import_are_lent_until_first_use(tmp_path):
+    """apstools takes ``pandas.DataFrame`` (an enum value) and bluesky's
+    ``BestEffortCallback`` at import and calls ``pd.set_option`` there: while the
+    device classes import, those are lent, and the library is imported at their
+    first use, with the option set then."""
+    (tmp_path / "slowlib.py").write_text(SLOWLIB)
+    (tmp_path / "user.py").write_text(USER)
+    out = run_fresh(LENDING, str(tmp_path))
+    assert out["deferred"] == ["slowlib"]
+    assert out["after_import"] is True                     # import, enum, option: not imported
+    assert out["members"] == ["plain", "table"]           # the lent name is an enum member
+    assert out["lent_repr"] == "<slowlib.Table (imported at first use)>"
+    assert out["first_use"] == [False, True, [1, 2]]
+    assert out["replayed"] == {"max_rows": None}
+    assert out["isinstance"] is True and out["subclass"] is True
+    assert out["outside"] is True
+
+
+NOT_LENDING = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from loader.deferred_imports import defer, is_deferred
+defer(["slowlib"], lent={"slowlib": ["Table"]}, replayed={"slowlib": ["set_option"]}, parents_imported=())
+from slowlib import Table
+print(json.dumps({"deferred": is_deferred("slowlib"), "real": isinstance(Table, type)}))
+"""
+
+
+def test_outside_the_window_a_name_is_the_real_object(tmp_path):
+    """After a load, ``from pandas import DataFrame`` in a user's session is pandas' own class."""
+    (tmp_path / "slowlib.py").write_text(SLOWLIB)
+    assert run_fresh(NOT_LENDING, str(tmp_path)) == {"deferred": False, "real": True}
+
+
+SESSION = """
+import contextlib, io, json, sys
+from loader import load_beamline
+from loader.deferred_imports import is_deferred
+from bluesky.plans import count
+bl = load_beamline("training", labels=["motor", "simulator", "iocstats"])
+out = {"failed": [r.name for r in bl.status().failed],
+       "deferred": [m for m in ("pandas", "bluesky.callbacks.best_effort") if is_deferred(m)],
+       "matplotlib": "matplotlib" in sys.modules}
+bec = bl.callbacks["best_effort"]
+out["made_at_load"] = bec.is_made
+printed = io.StringIO()
+with contextlib.redirect_stdout(printed):
+    bl.RE(count([bl["noisy"]], 2))
+out["table"] = "Transient Scan ID" in printed.getvalue() and "noisy" in printed.getvalue()
+from bluesky.callbacks.best_effort import BestEffortCallback
+out["made"] = type(bec.made()) is BestEffortCallback
+from apstools.utils import listdevice, misc, TableStyle
+out["apstools_bec"] = isinstance(bec.made(), misc.BestEffortCallback)
+import pandas
+frame = listdevice(bl["m1"], table_style=TableStyle.pandas)
+out["frame"] = type(frame) is pandas.DataFrame and "m1_user_setpoint" in set(frame["data name"])
+out["max_rows"] = pandas.get_option("display.max_rows")
+print(json.dumps(out))
+import os; os._exit(0)
+"""
+
+
+def test_a_session_imports_pandas_and_matplotlib_at_first_use(gp_ioc, tmp_path):
+    """pandas (0.2 s) and bluesky's best_effort with matplotlib (0.4 s) are not
+    imported by a load; the first scan makes the live table, and apstools' pandas
+    tables work, with the option apstools set at import."""
+    env = dict(os.environ, BEAMLINE_DATA_DIR=str(tmp_path / "data"))
+    out = run_fresh(SESSION, env=env)
+    assert out["failed"] == []
+    assert out["deferred"] == ["pandas", "bluesky.callbacks.best_effort"]
+    assert out["matplotlib"] is False and out["made_at_load"] is False
+    assert out["table"] is True and out["made"] is True and out["apstools_bec"] is True
+    assert out["frame"] is True and out["max_rows"] is None

@@ -1,10 +1,16 @@
 """Bluesky's BestEffortCallback: live table, peak statistics, and live plots
 when there is a display to show them on (none under the Agg backend or without
-``$DISPLAY``)."""
+``$DISPLAY``).
+
+It is made when the first document reaches it, or when it is first asked for
+anything (``bec.peaks``, ``bec.disable_plots()``): making it imports
+``matplotlib.pyplot`` (~0.4 s), which a session needs only once it runs a scan.
+"""
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 
@@ -19,9 +25,9 @@ def has_display() -> bool:
     return True
 
 
-def best_effort(beamline, table: bool = True, plots: bool | None = None,
-                baseline: bool = False, heading: bool = True, **options: Any):
-    """Entry point ``loader.callbacks: best_effort``."""
+def make_best_effort(table: bool = True, plots: bool | None = None, baseline: bool = False,
+                     heading: bool = True, **options: Any):
+    """A BestEffortCallback configured as the YAML asks (``plots=None``: if there is a display)."""
     from bluesky.callbacks.best_effort import BestEffortCallback
 
     bec = BestEffortCallback(**options)
@@ -36,3 +42,47 @@ def best_effort(beamline, table: bool = True, plots: bool | None = None,
     if not heading:
         bec.disable_heading()
     return bec
+
+
+class BestEffortAtFirstUse:
+    """The session's BestEffortCallback, made at its first document or attribute."""
+
+    # asked by the session of every callback it subscribes (an apstools writer's
+    # ``.receiver``): answered by this object, which is the callback itself
+    _OWN = frozenset({"receiver"})
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._bec = None
+        self._lock = threading.Lock()
+
+    def made(self):
+        """The BestEffortCallback (made now, if it was not yet)."""
+        with self._lock:
+            if self._bec is None:
+                self._bec = make_best_effort(**self._options)
+            return self._bec
+
+    @property
+    def is_made(self) -> bool:
+        return self._bec is not None
+
+    def __call__(self, name: str, doc: dict) -> Any:
+        return self.made()(name, doc)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr in self._OWN:
+            raise AttributeError(attr)
+        return getattr(self.made(), attr)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(type(self))) | set(dir(self.made())))
+
+    def __repr__(self) -> str:
+        return repr(self._bec) if self._bec is not None else "<BestEffortCallback, made at first use>"
+
+
+def best_effort(beamline, table: bool = True, plots: bool | None = None,
+                baseline: bool = False, heading: bool = True, **options: Any) -> BestEffortAtFirstUse:
+    """Entry point ``loader.callbacks: best_effort``."""
+    return BestEffortAtFirstUse(table=table, plots=plots, baseline=baseline, heading=heading, **options)
