@@ -225,7 +225,10 @@ class MetadataBatcher:
                 if isinstance(result, Exception):
                     raise result
                 pv._args.update(ca._unpack_metadata(ftype=ftype, dbr_value=result[0]))
-            pv.force_read_access_rights()
+            if pv._args["read_access"] is None:
+                # pyepics' get_ctrlvars reads them again here; they were read when the
+                # channel connected and libca's access-rights event keeps them (4 calls a PV)
+                pv.force_read_access_rights()
         except Exception as exc:
             logger.debug("bulk metadata for %s failed (%s)", pv.pvname, exc)
             self._fall_back(request)

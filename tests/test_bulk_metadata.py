@@ -56,6 +56,26 @@ def test_bulk_metadata_is_used_and_matches_libca(softioc, bulk):
     assert enum.get(as_string=True) == "High"
 
 
+def test_access_rights_are_read_once_per_connection(softioc, bulk, monkeypatch):
+    """pyepics' ``get_ctrlvars`` reads a channel's access rights again after the
+    metadata: the batcher keeps those read when the channel connected (kept
+    current by libca's access-rights event), and ophyd still gets them."""
+    reads = []
+    real_read_access = epics.ca.read_access
+    monkeypatch.setattr(epics.ca, "read_access", lambda chid: reads.append(chid) or real_read_access(chid))
+    before = bulk.completed
+    sigs = [EpicsSignal(f"sx:ao{i}", name=f"access{i}") for i in (39, 40, 47, 48, 49)]
+    wait_for(lambda: all(sig.connected for sig in sigs) and bulk.completed - before >= len(sigs),
+             timeout=10, message="connections and metadata")
+    # at connection pyepics reads them twice (its ca.access, then read_access); before: 4
+    assert len(reads) <= 2 * len(sigs)
+    assert all(sig.read_access and sig.write_access for sig in sigs)
+    assert all(sig.metadata["read_access"] and sig.metadata["write_access"] for sig in sigs)
+    sigs[0].put(39.5, wait=True)
+    assert sigs[0].get(use_monitor=False) == 39.5
+    sigs[0].put(39.0, wait=True)
+
+
 def test_replies_are_taken_as_they_come_not_at_the_sweep(softioc, bulk, monkeypatch):
     """Between two sweeps over every pending request (deadlines), the batcher looks
     only at channels libca has just answered: scanning all of them every
