@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
-import logging
 import importlib.machinery
 import importlib.util
+import logging
 import sys
 import threading
 import types
@@ -85,7 +85,7 @@ class LentName:
 
     __slots__ = ("_module", "_name", "_real")
 
-    def __init__(self, module: "DeferredModule", name: str) -> None:
+    def __init__(self, module: DeferredModule, name: str) -> None:
         self._module = module
         self._name = name
         self._real = None
@@ -126,7 +126,7 @@ class ReplayedCall:
 
     __slots__ = ("_module", "_name")
 
-    def __init__(self, module: "DeferredModule", name: str) -> None:
+    def __init__(self, module: DeferredModule, name: str) -> None:
         self._module = module
         self._name = name
 
