@@ -41,6 +41,20 @@ def test_best_effort_without_display_makes_no_plot_windows(session):
     assert session.callbacks["best_effort"]._plots_enabled is False
 
 
+def test_a_wrong_best_effort_option_is_reported_at_session_start():
+    """The session's BestEffortCallback is made at its first document (matplotlib's
+    import waits until then), but an option for bluesky's class makes it at once,
+    so that a wrong one is a session problem, not a failure at the first scan."""
+    from bluesky.callbacks.best_effort import BestEffortCallback
+
+    from loader.callbacks.best_effort import best_effort
+    deferred = best_effort(None, plots=False)
+    assert deferred.is_made is False
+    assert type(best_effort(None, plots=False, table_enabled=False)) is BestEffortCallback
+    with pytest.raises(TypeError, match="no_such_option"):
+        best_effort(None, plots=False, no_such_option=1)
+
+
 def test_metadata_in_every_run(session):
     bl = session
     uid, = bl.RE(bp.count([bl["noisy"]]))

@@ -83,6 +83,10 @@ class BestEffortAtFirstUse:
 
 
 def best_effort(beamline, table: bool = True, plots: bool | None = None,
-                baseline: bool = False, heading: bool = True, **options: Any) -> BestEffortAtFirstUse:
-    """Entry point ``loader.callbacks: best_effort``."""
-    return BestEffortAtFirstUse(table=table, plots=plots, baseline=baseline, heading=heading, **options)
+                baseline: bool = False, heading: bool = True, **options: Any):
+    """Entry point ``loader.callbacks: best_effort``.  Options other than these four
+    go to bluesky's class, which is then made at once: a wrong one is reported when
+    the session starts, not at the first scan."""
+    if options:
+        return make_best_effort(table=table, plots=plots, baseline=baseline, heading=heading, **options)
+    return BestEffortAtFirstUse(table=table, plots=plots, baseline=baseline, heading=heading)
