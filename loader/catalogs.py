@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .first_use import MadeAtFirstUse
+
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalogs"
 DATA_DIR_ENV = "BEAMLINE_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -83,7 +85,7 @@ def open_catalog(name: str = "training", data_dir: str | os.PathLike | None = No
         return _cache[key]
 
 
-class DeferredCatalog:
+class DeferredCatalog(MadeAtFirstUse):
     """Stands in for catalog ``name`` until it is first used, then forwards to it.
 
     Opening a databroker catalog imports databroker's drivers (xarray, pandas,
@@ -93,47 +95,31 @@ class DeferredCatalog:
     """
 
     def __init__(self, name: str, data_dir: str | os.PathLike | None = None) -> None:
+        super().__init__()
         self._name = name
         self._data_dir = data_dir
-        self._catalog: Any = None
-        self._open_lock = threading.Lock()
 
-    def open(self) -> Any:
-        """The databroker catalog (opened now if it was not yet)."""
-        with self._open_lock:
-            if self._catalog is None:
-                self._catalog = open_catalog(self._name, self._data_dir)
-            return self._catalog
+    def _make(self) -> Any:
+        return open_catalog(self._name, self._data_dir)
 
-    @property
-    def opened(self) -> bool:
-        return self._catalog is not None
+    def _not_made_repr(self) -> str:
+        return f"<catalog {self._name!r}, opened at first use>"
 
-    def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return getattr(self.open(), attr)
+    open = MadeAtFirstUse.made          # the catalog (opened now if it was not yet)
+    opened = MadeAtFirstUse.is_made
 
     def __getitem__(self, key: Any) -> Any:
-        return self.open()[key]
+        return self.made()[key]
 
     def __contains__(self, key: Any) -> bool:
-        return key in self.open()
+        return key in self.made()
 
     def __iter__(self):
-        return iter(self.open())
+        return iter(self.made())
 
     def __len__(self) -> int:
         # iterating re-reads the run directory; intake's own len() can be stale
-        return sum(1 for _ in self.open())
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(dir(type(self))) | set(dir(self.open())))
-
-    def __repr__(self) -> str:
-        if self._catalog is None:
-            return f"<catalog {self._name!r}, opened at first use>"
-        return repr(self._catalog)
+        return sum(1 for _ in self.made())
 
 
 def __getattr__(name: str):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from typing import Any
+
+from ..first_use import MadeAtFirstUse
 
 
 def has_display() -> bool:
@@ -44,42 +45,25 @@ def make_best_effort(table: bool = True, plots: bool | None = None, baseline: bo
     return bec
 
 
-class BestEffortAtFirstUse:
+class BestEffortAtFirstUse(MadeAtFirstUse):
     """The session's BestEffortCallback, made at its first document or attribute."""
 
     # asked by the session of every callback it subscribes (an apstools writer's
     # ``.receiver``): answered by this object, which is the callback itself
-    _OWN = frozenset({"receiver"})
+    _not_forwarded = frozenset({"receiver"})
 
     def __init__(self, **options: Any) -> None:
+        super().__init__()
         self._options = options
-        self._bec = None
-        self._lock = threading.Lock()
 
-    def made(self):
-        """The BestEffortCallback (made now, if it was not yet)."""
-        with self._lock:
-            if self._bec is None:
-                self._bec = make_best_effort(**self._options)
-            return self._bec
+    def _make(self) -> Any:
+        return make_best_effort(**self._options)
 
-    @property
-    def is_made(self) -> bool:
-        return self._bec is not None
+    def _not_made_repr(self) -> str:
+        return "<BestEffortCallback, made at first use>"
 
     def __call__(self, name: str, doc: dict) -> Any:
         return self.made()(name, doc)
-
-    def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__") or attr in self._OWN:
-            raise AttributeError(attr)
-        return getattr(self.made(), attr)
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(dir(type(self))) | set(dir(self.made())))
-
-    def __repr__(self) -> str:
-        return repr(self._bec) if self._bec is not None else "<BestEffortCallback, made at first use>"
 
 
 def best_effort(beamline, table: bool = True, plots: bool | None = None,
