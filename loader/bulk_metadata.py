@@ -12,8 +12,8 @@ connection callback, and pyepics' ``PV.add_callback`` then does a blocking CTRL
 get (and a blocking value get for ``run_now``) on ophyd's one dispatcher thread.
 
 How: :class:`BulkMetadataPV` replaces those two methods.  Requests are handed to a
-single :class:`MetadataBatcher` thread which issues the TIME and CTRL gets of
-every pending PV with ``ca.get_with_metadata(..., wait=False)``, flushes once,
+single :class:`MetadataBatcher` thread which issues the CTRL get of every pending
+PV (and a TIME get where no monitor brings the timestamp) at once, flushes once,
 and completes them as the replies come in (``ca.get_complete_with_metadata``
 returns the reply that arrived, without a new request).  The batcher's get
 callback runs pyepics' own handler, then notes the channel: between two sweeps
@@ -168,8 +168,9 @@ class MetadataBatcher:
             if chid is None or entry is None or not entry.conn:
                 raise ca.ChannelAccessException("not connected")
             native = ca.field_type(chid)
-            request.ftypes = (ca.promote_fieldtype(native, use_time=True),
-                              ca.promote_fieldtype(native, use_ctrl=True))
+            ctrl = ca.promote_fieldtype(native, use_ctrl=True)
+            request.ftypes = ((ctrl,) if _monitor_brings_time(pv)
+                              else (ca.promote_fieldtype(native, use_time=True), ctrl))
             for ftype in request.ftypes:
                 with entry.lock:
                     if entry.get_results[ftype][0] is not ca.GET_PENDING:   # else: one is on its way
@@ -242,6 +243,17 @@ class MetadataBatcher:
         request.pv._bulk_answered(delivered=False)     # (before ophyd's path asks for it again)
         shim.PyepicsShimPV.get_all_metadata_callback(
             request.pv, request.callback, timeout=max(0.1, request.deadline - time.monotonic()))
+
+
+def _monitor_brings_time(pv: "BulkMetadataPV") -> bool:
+    """A PV monitored in TIME form needs no TIME get: the monitor's first update
+    brings value, alarm and timestamp.  pyepics subscribes at the end of its
+    connection handler, normally before ophyd's request reaches the batcher, so that
+    update is ahead of the CTRL get on the same circuit.  ophyd's own fetch skips the
+    TIME get too once an update has come (``get_all_metadata_blocking``).  The CTRL
+    reply brings the alarm fields as well; were it to come first, ophyd stamps the
+    metadata with the local time until the update arrives."""
+    return pv.form == "time" and (pv._monref is not None or bool(pv.auto_monitor))
 
 
 _batcher = MetadataBatcher()

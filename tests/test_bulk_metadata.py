@@ -8,6 +8,7 @@ import inspect
 
 import epics
 import ophyd
+from epics import dbr
 import pytest
 from ophyd import EpicsSignal, EpicsSignalRO
 from ophyd import _pyepics_shim as shim
@@ -74,6 +75,37 @@ def test_access_rights_are_read_once_per_connection(softioc, bulk, monkeypatch):
     sigs[0].put(39.5, wait=True)
     assert sigs[0].get(use_monitor=False) == 39.5
     sigs[0].put(39.0, wait=True)
+
+
+def test_a_monitored_pv_gets_no_time_get(softioc, bulk, monkeypatch):
+    """A monitored PV's first update brings value, alarm and timestamp, so the batcher
+    asks it for its CTRL fields only (a third of the IOC round trips of a motor
+    load); an unmonitored PV still gets its TIME get, for the IOC's timestamp."""
+    from epics import ca
+    gets = []
+    real_get = ca.libca.ca_array_get_callback
+    monkeypatch.setattr(ca.libca, "ca_array_get_callback",
+                        lambda ftype, count, chid, *rest: gets.append((ftype, ca._chid_to_int(chid)))
+                        or real_get(ftype, count, chid, *rest))
+    before = bulk.completed
+    monitored = [EpicsSignalRO(f"sx:ao{i}", name=f"ao{i}_mon", auto_monitor=True) for i in (30, 31)]
+    plain = EpicsSignalRO("sx:ao32", name="ao32_plain_get")
+    sigs = [*monitored, plain]
+    wait_for(lambda: all(sig.connected for sig in sigs) and bulk.completed - before >= len(sigs),
+             timeout=10, message="connections and metadata")
+    monkeypatch.undo()
+
+    def asked(sig):
+        return sorted({ftype for ftype, chid in gets if chid == ca._chid_to_int(sig._read_pv.chid)})
+
+    assert all(asked(sig) == [dbr.CTRL_DOUBLE] for sig in monitored), [asked(s) for s in sigs]
+    assert asked(plain) == [dbr.TIME_DOUBLE, dbr.CTRL_DOUBLE]
+    for sig, value in zip(sigs, (30.0, 31.0, 32.0)):
+        assert sig.get() == value
+        assert (sig.precision, sig.metadata["units"], sig.limits) == (3, "mm", (-100.0, 100.0))
+        ioc = ca.get_with_metadata(ca.create_channel(sig.pvname, connect=True), ftype=dbr.TIME_DOUBLE)
+        assert (sig.alarm_status, sig.alarm_severity) == (ioc["status"], ioc["severity"])
+        assert sig.timestamp == ioc["timestamp"]       # the IOC's, not the time of the load
 
 
 def test_replies_are_taken_as_they_come_not_at_the_sweep(softioc, bulk, monkeypatch):
