@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, MutableMapping
 
-from . import deferred_imports, libca_path
+from . import connection_requirements, deferred_imports, libca_path
 from .classes import import_classes
 from .config import find_config
 from .connect import connect_all
@@ -297,6 +297,8 @@ class Beamline(Mapping):
         deferred_imports.defer()
         with deferred_imports.lending_names():
             classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
+        for cls in classes.values():
+            connection_requirements.restore(cls)   # a subclass waits for its first position too
         self.timings["import"] = time.monotonic() - t0
         # ophyd's initial metadata in bulk, not one blocking get at a time (issue 7)
         from . import bulk_metadata, exit_order, pyepics_gil, put_completion

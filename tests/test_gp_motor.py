@@ -140,6 +140,31 @@ def test_limits_follow_hlm_llm(gp_ioc):
         m9.low_limit_travel.put(-100.0, wait=True)
 
 
+def test_a_limit_change_makes_no_blocking_get_on_the_monitor_thread(gp_ioc, monkeypatch):
+    """ophyd's own limit callback fetched VAL's CTRL fields with a blocking get on its
+    one monitor thread, which holds every device's updates meanwhile (1000 motors:
+    36,000 updates queued when the load returned).  Ours fetches them aside."""
+    import epics
+    from ophyd import EpicsMotor
+    from loader.devices.motor import OPHYD_LIMIT_CALLBACK
+    plain = EpicsMotor(f"{PREFIX}m9", name="m9_plain")    # ophyd still has the callback we replace
+    assert OPHYD_LIMIT_CALLBACK in [getattr(cb, "__qualname__", "") for cb in
+                                    plain.high_limit_travel._unwrapped_callbacks["value"].values()]
+    plain.destroy()
+    m9 = motor(gp_ioc, 9)
+    blocking = []
+    real_get = epics.ca.get_with_metadata
+    monkeypatch.setattr(epics.ca, "get_with_metadata", lambda *a, **k: (
+        k.get("wait", True) and blocking.append(threading.current_thread().name)) or real_get(*a, **k))
+    try:        # another client's change: m9 hears of it by its monitor only
+        epics.caput(f"{PREFIX}m9.HLM", 11.5, wait=True)
+        wait_for(lambda: m9.limits == (-100.0, 11.5), timeout=5, message="limits from VAL's DRVH")
+    finally:
+        epics.caput(f"{PREFIX}m9.HLM", 100.0, wait=True)
+    wait_for(lambda: m9.limits == (-100.0, 100.0), timeout=5, message="limits back")
+    assert "monitor" not in blocking, blocking
+
+
 def test_stop_mid_move(gp_ioc):
     m5 = motor(gp_ioc, 5, velocity=2.0, acceleration=0.1)
     m5.move(0.0, wait=True, timeout=10)

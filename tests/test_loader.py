@@ -190,6 +190,31 @@ def test_session_and_namespace(gp_ioc, tmp_path, monkeypatch):
     assert "scaler1" not in namespace and len(bl.devices) == 16
 
 
+def test_positions_are_known_when_the_load_returns_even_with_monitor_updates_late(gp_ioc, tmp_path):
+    """ophyd forgets in subclasses that an ``EpicsMotor`` is connected only after its
+    first position update: a load under a busy monitor thread returned motors whose
+    position was None, and ``%wa`` failed on them.  Here ophyd's monitor thread is
+    held for 3 s during the load."""
+    import threading
+    from ophyd import _pyepics_shim as shim
+    cfg, _ = copy_config(tmp_path, labels=["motor"])
+    gate, released = threading.Event(), []
+    shim.get_dispatcher().threads["monitor"].queue.put((gate.wait, (30,), {}))
+    timer = threading.Timer(3.0, lambda: (released.append(time.monotonic()), gate.set()))
+    timer.start()
+    try:
+        bl = load_beamline("training", config=cfg, session=False, timeout=20)
+        returned = time.monotonic()
+    finally:
+        timer.cancel()
+        gate.set()
+    assert released and returned >= released[0], "the load returned before the first updates"
+    assert len(bl.devices) == 16 and all(row.ok for row in bl.status())
+    assert {name: dev.position for name, dev in bl.devices.items() if dev.position is None} == {}
+    for dev in bl.devices.values():
+        dev.destroy()
+
+
 def test_reload_adds_and_removes_entries(gp_ioc, tmp_path):
     import happi
     cfg, db = copy_config(tmp_path, labels=["motor"])

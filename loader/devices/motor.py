@@ -4,13 +4,51 @@ from __future__ import annotations
 import logging
 
 from ophyd import Component, EpicsMotor, EpicsSignal
+from ophyd.signal import UNSET_VALUE
 
 from .positioner import BoundedMove, MoveDoneGuard
 
 logger = logging.getLogger(__name__)
 
+#: ophyd's own limit callback (``EpicsMotor.__init__``), which this module replaces
+OPHYD_LIMIT_CALLBACK = "EpicsMotor.__init__.<locals>.on_limit_changed"
 
-class EpicsMotorWithSREV(BoundedMove, MoveDoneGuard, EpicsMotor):
+
+class LimitsFetchedAside:
+    """Mixin for ``ophyd.EpicsMotor``: when HLM or LLM changes, VAL's control limits
+    are fetched without holding up ophyd's monitor thread.
+
+    Why: ophyd's callback makes a blocking CTRL get of VAL on that thread, the one
+    that delivers every monitor update of the session; and since ophyd 1.11 marks
+    "no value yet" as ``UNSET_VALUE`` rather than ``None``, its ``old_value is not
+    None`` test no longer skips the first update, so it ran for motors that connected
+    before their limit's first update.  Loading 1000 motors, those gets waited
+    behind the IOC's backlog (about 1 s each) and left 36,000 updates queued when
+    the load returned.  Here the first update is skipped (the limits came with the
+    metadata at connection), and a real change asks for VAL's CTRL fields through
+    the PV's own metadata request, answered on a utility thread.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for limit in (self.low_limit_travel, self.high_limit_travel):
+            ophyds = [cid for cid, callback in limit._unwrapped_callbacks[limit.SUB_VALUE].items()
+                      if getattr(callback, "__qualname__", "") == OPHYD_LIMIT_CALLBACK]
+            for cid in ophyds:
+                limit.unsubscribe(cid)
+            limit.subscribe(self._limit_changed, run=False)
+
+    def _limit_changed(self, value=None, old_value=None, **kwargs) -> None:
+        if old_value is None or old_value is UNSET_VALUE or value == old_value or not self.connected:
+            return
+        setpoint = self.user_setpoint
+        setpoint._read_pv.get_all_metadata_callback(self._setpoint_limits_arrived, timeout=10)
+
+    def _setpoint_limits_arrived(self, pvname: str, metadata: dict) -> None:
+        self.user_setpoint._metadata_changed(pvname, metadata, from_monitor=True, update=True)
+
+
+class EpicsMotorWithSREV(BoundedMove, MoveDoneGuard, LimitsFetchedAside, EpicsMotor):
     """``ophyd.EpicsMotor`` plus the record's SREV (steps per revolution).
 
     The training beamline sets the step size (MRES = UREV/SREV) per motor,
