@@ -96,6 +96,25 @@ def test_output_link_writes_another_record(gp_ioc):
     wait_for(lambda: target.channels.J.input_value.get() == -7, timeout=5, message="J = -7")
 
 
+def test_temperature_is_connected_only_once_its_first_readback_came(gp_ioc):
+    """ophyd drops PVPositioner's required first readback in subclasses: with ophyd's
+    monitor thread busy, the temperature counted as connected with position None."""
+    from ophyd import _pyepics_shim as shim
+    gate = threading.Event()
+    shim.get_dispatcher().threads["monitor"].queue.put((gate.wait, (30,), {}))
+    try:
+        held = SwaitTemperature("gp:userCalc8", name="temperature_held")
+        signals = [walk.item for walk in held.walk_signals()]
+        wait_for(lambda: all(sig.connected for sig in signals), timeout=10, message="signals")
+        time.sleep(0.2)
+        assert not held.connected, "connected while its first readback was still queued"
+    finally:
+        gate.set()
+    held.wait_for_connection(timeout=10)
+    assert held.position == pytest.approx(held.readback.get(), abs=5)
+    held.destroy()
+
+
 @pytest.fixture
 def temperature(gp_ioc):
     temperature = SwaitTemperature("gp:userCalc8", name="temperature")

@@ -191,13 +191,13 @@ def test_session_and_namespace(gp_ioc, tmp_path, monkeypatch):
 
 
 def test_positions_are_known_when_the_load_returns_even_with_monitor_updates_late(gp_ioc, tmp_path):
-    """ophyd forgets in subclasses that an ``EpicsMotor`` is connected only after its
-    first position update: a load under a busy monitor thread returned motors whose
-    position was None, and ``%wa`` failed on them.  Here ophyd's monitor thread is
-    held for 3 s during the load."""
+    """ophyd forgets in subclasses that an ``EpicsMotor`` (or the temperature, a
+    ``PVPositioner``) is connected only after its first position update: a load under
+    a busy monitor thread returned motors whose position was None, and ``%wa`` failed
+    on them.  Here ophyd's monitor thread is held for 3 s during the load."""
     import threading
     from ophyd import _pyepics_shim as shim
-    cfg, _ = copy_config(tmp_path, labels=["motor"])
+    cfg, _ = copy_config(tmp_path, labels=["positioner"])
     gate, released = threading.Event(), []
     shim.get_dispatcher().threads["monitor"].queue.put((gate.wait, (30,), {}))
     timer = threading.Timer(3.0, lambda: (released.append(time.monotonic()), gate.set()))
@@ -209,7 +209,7 @@ def test_positions_are_known_when_the_load_returns_even_with_monitor_updates_lat
         timer.cancel()
         gate.set()
     assert released and returned >= released[0], "the load returned before the first updates"
-    assert len(bl.devices) == 16 and all(row.ok for row in bl.status())
+    assert len(bl.devices) == 17 and all(row.ok for row in bl.status())
     assert {name: dev.position for name, dev in bl.devices.items() if dev.position is None} == {}
     for dev in bl.devices.values():
         dev.destroy()

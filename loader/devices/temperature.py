@@ -35,6 +35,12 @@ class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
     # monitored: the done-check reads it at every readback update (see _update_done)
     tolerance = Component(EpicsSignal, ".E", kind="config", auto_monitor=True)
 
+    # ophyd takes a class's required-for-connection methods from its own body only
+    # (see loader/connection_requirements.py): named here, the first readback is part
+    # of "connected", so a load never returns a temperature whose position is None.
+    # (PVPositioner's other one, _move_changed, runs only when "done" first changes.)
+    _pos_changed = PVPositioner._pos_changed
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.readback.name = self.name          # the reading is called "temperature"
