@@ -64,6 +64,7 @@ class _Request:
     ftypes: tuple[int, ...] = field(default=())
     cache: object = None        # pyepics' cache entry of the channel, where replies land
     chid: int = 0
+    awaits_monitor: bool = False   # no TIME get: the monitor's first update brings the timestamp
 
 
 def _on_get_reply(args) -> None:
@@ -169,7 +170,8 @@ class MetadataBatcher:
                 raise ca.ChannelAccessException("not connected")
             native = ca.field_type(chid)
             ctrl = ca.promote_fieldtype(native, use_ctrl=True)
-            request.ftypes = ((ctrl,) if _monitor_brings_time(pv)
+            request.awaits_monitor = _monitor_brings_time(pv)
+            request.ftypes = ((ctrl,) if request.awaits_monitor
                               else (ca.promote_fieldtype(native, use_time=True), ctrl))
             for ftype in request.ftypes:
                 with entry.lock:
@@ -208,6 +210,8 @@ class MetadataBatcher:
                 return "pending"
             if result is None:
                 return "gone"
+        if request.awaits_monitor and request.pv._args["timestamp"] is None:
+            return "pending"        # the CTRL reply came first: see _monitor_brings_time
         return "ready"
 
     def _deliver(self, request: _Request) -> None:
@@ -250,9 +254,11 @@ def _monitor_brings_time(pv: "BulkMetadataPV") -> bool:
     brings value, alarm and timestamp.  pyepics subscribes at the end of its
     connection handler, normally before ophyd's request reaches the batcher, so that
     update is ahead of the CTRL get on the same circuit.  ophyd's own fetch skips the
-    TIME get too once an update has come (``get_all_metadata_blocking``).  The CTRL
-    reply brings the alarm fields as well; were it to come first, ophyd stamps the
-    metadata with the local time until the update arrives."""
+    TIME get too once an update has come (``get_all_metadata_blocking``).  The IOC may
+    still answer the CTRL get first: such a request is completed only once the
+    update has come (a later sweep), or else ophyd, given metadata without a
+    timestamp, would stamp the signal with the local time after the update, until
+    the next one."""
     return pv.form == "time" and (pv._monref is not None or bool(pv.auto_monitor))
 
 
@@ -280,6 +286,15 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         keep_thread_state()     # libca's receive thread: see loader/callback_threads.py
         with self._subscribers_lock:
             return super()._PV__on_connect(*args, **kwargs)
+
+    def _PV__on_changes(self, *args, **kwargs):
+        """pyepics' monitor handler; while the batcher has a request in flight it may be
+        waiting for this first update (see ``_monitor_brings_time``): the channel is
+        noted, so that the request is completed now rather than at the next sweep."""
+        result = super()._PV__on_changes(*args, **kwargs)
+        if self._bulk_in_flight and self.chid is not None:
+            _replied.append(ca._chid_to_int(self.chid))
+        return result
 
     def _PV__on_access_rights_event(self, *args, **kwargs):
         """pyepics' access-rights handler, under the subscribers lock."""

@@ -5,6 +5,7 @@ stops asking its PV class for initial metadata through
 ``get_all_metadata_callback`` (the hook would then be silently bypassed).
 """
 import inspect
+import threading
 
 import epics
 import ophyd
@@ -106,6 +107,34 @@ def test_a_monitored_pv_gets_no_time_get(softioc, bulk, monkeypatch):
         ioc = ca.get_with_metadata(ca.create_channel(sig.pvname, connect=True), ftype=dbr.TIME_DOUBLE)
         assert (sig.alarm_status, sig.alarm_severity) == (ioc["status"], ioc["severity"])
         assert sig.timestamp == ioc["timestamp"]       # the IOC's, not the time of the load
+
+
+def test_a_monitored_pv_whose_ctrl_reply_comes_first_still_gets_the_ioc_timestamp(softioc, bulk,
+                                                                                   monkeypatch):
+    """Without a TIME get, the timestamp comes with the monitor's first update.  The IOC
+    may answer the CTRL get first (seen for half the motors' PVs of a load just after
+    the IOC started): ophyd must not get metadata without a timestamp, or it stamps
+    the signal with the local time, over the update's, until the next one."""
+    pvname = "sx:ao34"
+    real_check = bulk_metadata.BulkMetadataPV._check_auto_monitor
+
+    def subscribe_late(pv):     # the first update comes 0.3 s after the CTRL reply
+        if pv.pvname == pvname and pv._monref is None:
+            threading.Timer(0.3, real_check, args=(pv,)).start()
+        else:
+            real_check(pv)
+    monkeypatch.setattr(bulk_metadata.BulkMetadataPV, "_check_auto_monitor", subscribe_late)
+    given = []
+    real_initial = EpicsSignalRO._initial_metadata_callback
+    monkeypatch.setattr(EpicsSignalRO, "_initial_metadata_callback", lambda self, name, md: (
+        name == pvname and given.append(dict(md))) or real_initial(self, name, md))
+    sig = EpicsSignalRO(pvname, name="ao34_late_monitor", auto_monitor=True)
+    wait_for(lambda: sig.connected and given, timeout=10, message="connection and metadata")
+    ioc = epics.ca.get_with_metadata(epics.ca.create_channel(pvname, connect=True),
+                                     ftype=dbr.TIME_DOUBLE)
+    assert given[0]["timestamp"] == ioc["timestamp"]
+    assert given[0]["precision"] == 3 and given[0]["units"] == "mm"
+    assert sig.get() == 34.0 and sig.timestamp == ioc["timestamp"]
 
 
 def test_replies_are_taken_as_they_come_not_at_the_sweep(softioc, bulk, monkeypatch):
