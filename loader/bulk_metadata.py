@@ -256,9 +256,9 @@ def _monitor_brings_time(pv: "BulkMetadataPV") -> bool:
     update is ahead of the CTRL get on the same circuit.  ophyd's own fetch skips the
     TIME get too once an update has come (``get_all_metadata_blocking``).  The IOC may
     still answer the CTRL get first: such a request is completed only once the
-    update has come (a later sweep), or else ophyd, given metadata without a
-    timestamp, would stamp the signal with the local time after the update, until
-    the next one."""
+    update has come (``BulkMetadataPV._PV__on_changes`` notes it), or else ophyd,
+    given metadata without a timestamp, would stamp the signal with the local time
+    after the update, until the next one."""
     return pv.form == "time" and (pv._monref is not None or bool(pv.auto_monitor))
 
 

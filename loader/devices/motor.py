@@ -19,9 +19,9 @@ class LimitsFetchedAside:
     are fetched without holding up ophyd's monitor thread.
 
     Why: ophyd's callback makes a blocking CTRL get of VAL on that thread, the one
-    that delivers every monitor update of the session; and since ophyd 1.11 marks
-    "no value yet" as ``UNSET_VALUE`` rather than ``None``, its ``old_value is not
-    None`` test no longer skips the first update, so it ran for motors that connected
+    that delivers every monitor update of the session; and as ophyd marks "no value
+    yet" with a sentinel (``UNSET_VALUE``), not ``None``, its ``old_value is not
+    None`` test does not skip the first update, so it ran for motors that connected
     before their limit's first update.  Loading 1000 motors, those gets waited
     behind the IOC's backlog (about 1 s each) and left 36,000 updates queued when
     the load returned.  Here the first update is skipped (the limits came with the
@@ -41,8 +41,7 @@ class LimitsFetchedAside:
     def _limit_changed(self, value=None, old_value=None, **kwargs) -> None:
         if old_value is None or old_value is UNSET_VALUE or value == old_value or not self.connected:
             return
-        setpoint = self.user_setpoint
-        setpoint._read_pv.get_all_metadata_callback(self._setpoint_limits_arrived, timeout=10)
+        self.user_setpoint._read_pv.get_all_metadata_callback(self._setpoint_limits_arrived, timeout=10)
 
     def _setpoint_limits_arrived(self, pvname: str, metadata: dict) -> None:
         self.user_setpoint._metadata_changed(pvname, metadata, from_monitor=True, update=True)
