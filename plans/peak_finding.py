@@ -35,13 +35,19 @@ def _field(obj, field: str | None) -> str:
     return hinted[0] if hinted else obj.name
 
 
-def _center(ps: PeakStats, low: float, high: float) -> float:
-    """Half-max midpoint when it lies in the scanned range, else the maximum."""
+def _maximum(ps: PeakStats) -> float:
+    """Where the scan's largest reading was."""
     if ps.max is None:
         raise PeakNotFound(f"no data for {ps.y!r} vs {ps.x!r}")
+    return float(ps.max[0])
+
+
+def _center(ps: PeakStats, low: float, high: float) -> float:
+    """Half-max midpoint when it lies in the scanned range, else the maximum."""
+    maximum = _maximum(ps)
     if ps.cen is not None and np.isfinite(ps.cen) and low <= ps.cen <= high:
         return float(ps.cen)
-    return float(ps.max[0])
+    return maximum
 
 
 def peak_scan(detector=None, motor=None, start: float = -2.0, stop: float = 2.0,
@@ -69,7 +75,10 @@ def two_pass_scan(detector=None, motor=None, start: float = -2.0, stop: float = 
     md = dict(md or {}, peak_finder="two_pass_scan")
     coarse = yield from peak_scan(detector, motor, start, stop, num, y_field=y_field,
                                   md=dict(md, **{"pass": 1}))
-    center = _center(coarse, min(start, stop), max(start, stop))
+    # the coarse maximum, not its half-max midpoint: a peak narrower than a coarse
+    # step, or one step from the range's end, has no half-max crossing on one side,
+    # and the midpoint was then a step or more off (the fine pass missed the peak)
+    center = _maximum(coarse)
     step = abs(stop - start) / max(num - 1, 1)
     span = fine_span or max(2 * step, 2 * (coarse.fwhm or 0.0))
     low, high = center - span / 2, center + span / 2

@@ -34,6 +34,21 @@ def test_two_pass_scan_leaves_m1_on_the_peak(bl):
     assert abs(bl["m1"].position - center) <= max(fine_step, hwhm) + 0.002
 
 
+def test_two_pass_scan_finds_a_narrow_peak_one_coarse_step_from_the_end(bl):
+    """A peak narrower than the coarse step, one step from the start of the range:
+    its coarse half-max midpoint was ~0.2 off, and the fine pass missed it."""
+    channels = bl["calcs"].calc1.channels
+    before = channels.B.input_value.get(), channels.C.input_value.get()
+    try:
+        channels.B.input_value.put(-1.486, wait=True)     # centre
+        channels.C.input_value.put(0.05, wait=True)       # half width
+        bl.RE(two_pass_scan(start=-1.6, stop=1.6, num=17, fine_num=21))
+        assert abs(bl["m1"].position - -1.486) <= 0.02 + 0.002
+    finally:
+        channels.B.input_value.put(before[0], wait=True)
+        channels.C.input_value.put(before[1], wait=True)
+
+
 def test_findpeak_multipass_narrows(bl):
     center, hwhm = true_peak(bl)
     m1 = bl["m1"]
