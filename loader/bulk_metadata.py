@@ -111,11 +111,7 @@ class MetadataBatcher:
         next_sweep = 0.0
         while True:
             new = self._drain(block=not pending)
-            for request in new:
-                if self._issue(request):
-                    pending.setdefault(request.chid, []).append(request)
-            if new:
-                ca.flush_io()
+            self._issue_all(new, pending)
             del new        # else held while waiting for the next: a dropped device stays alive
             now = time.monotonic()
             if now >= next_sweep:          # scanning all pending is what cost the GIL
@@ -128,6 +124,16 @@ class MetadataBatcher:
                     pending[chid] = still
                 else:
                     pending.pop(chid, None)
+
+    def _issue_all(self, requests: list[_Request], pending: dict[int, list[_Request]]) -> None:
+        """Issue ``requests`` and flush once.  A method of its own so that no loop
+        variable of ``_run`` keeps the last request (its signal, its device) alive
+        while the thread waits: a device dropped by a reload was never freed."""
+        for request in requests:
+            if self._issue(request):
+                pending.setdefault(request.chid, []).append(request)
+        if requests:
+            ca.flush_io()
 
     @staticmethod
     def _replied_chids() -> set[int]:

@@ -137,6 +137,22 @@ def test_a_monitored_pv_whose_ctrl_reply_comes_first_still_gets_the_ioc_timestam
     assert sig.get() == 34.0 and sig.timestamp == ioc["timestamp"]
 
 
+def test_an_answered_request_does_not_keep_its_signal_alive(softioc, bulk):
+    """The batcher's loop variable held the last request it issued while it waited
+    for the next: a device a reload dropped stayed in memory (seen as
+    test_reload_frees_the_devices_it_drops failing when m3 was the last one asked)."""
+    import weakref
+    from loader.gc_pause import collect_dropped
+    sig = EpicsSignalRO("sx:ao35", name="ao35_dropped")
+    wait_for(lambda: sig.connected, timeout=10, message="connection and metadata")
+    assert sig.get() == 35.0
+    sig.destroy()
+    dropped = weakref.ref(sig)
+    del sig
+    collect_dropped()        # ophyd's callback threads let go of their last callback too
+    assert dropped() is None
+
+
 def test_replies_are_taken_as_they_come_not_at_the_sweep(softioc, bulk, monkeypatch):
     """Between two sweeps over every pending request (deadlines), the batcher looks
     only at channels libca has just answered: scanning all of them every
