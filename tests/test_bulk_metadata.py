@@ -143,12 +143,15 @@ def test_an_answered_request_does_not_keep_its_signal_alive(softioc, bulk):
     test_reload_frees_the_devices_it_drops failing when m3 was the last one asked)."""
     import weakref
     from loader.gc_pause import collect_dropped
-    sig = EpicsSignalRO("sx:ao35", name="ao35_dropped")
-    wait_for(lambda: sig.connected, timeout=10, message="connection and metadata")
-    assert sig.get() == 35.0
-    sig.destroy()
-    dropped = weakref.ref(sig)
-    del sig
+
+    def connect_and_drop() -> weakref.ref:
+        sig = EpicsSignalRO("sx:ao35", name="ao35_dropped")
+        wait_for(lambda: sig.connected, timeout=10, message="connection and metadata")
+        assert sig.get() == 35.0
+        sig.destroy()
+        return weakref.ref(sig)
+
+    dropped = connect_and_drop()
     collect_dropped()        # ophyd's callback threads let go of their last callback too
     assert dropped() is None
 
