@@ -33,14 +33,19 @@ def _met_by_a_monitor(key) -> bool:
         for component, _event_type in subscriptions)
 
 
+def _still_used(cls: type, key) -> bool:
+    """``cls`` still runs the base's method (not an override without the decorator)."""
+    method = getattr(cls, key.__name__, None)
+    return method is not None and inspect.unwrap(method) is key
+
+
 def _inherited(cls: type) -> dict:
     """What ``cls``'s bases require, met by a monitor, for methods ``cls`` still uses."""
     merged: dict = {}
     for klass in reversed(cls.__mro__[1:]):
         merged.update(vars(klass).get("_required_for_connection", {}))
     return {key: description for key, description in merged.items()
-            if _met_by_a_monitor(key)
-            and inspect.unwrap(getattr(cls, key.__name__, None) or (lambda: None)) is key}
+            if _met_by_a_monitor(key) and _still_used(cls, key)}
 
 
 def restore(cls: type, _seen: set | None = None) -> None:
