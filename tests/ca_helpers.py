@@ -1,7 +1,10 @@
 """Helpers for tests against the simulated IOCs over real Channel Access."""
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import epics
 
@@ -48,3 +51,16 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+@contextmanager
+def monitor_thread_held() -> Iterator[threading.Event]:
+    """Hold ophyd's one monitor-callback thread (a busy session, a loaded IOC) until
+    the yielded event is set, or the block ends: every monitor update waits."""
+    from ophyd import _pyepics_shim as shim
+    gate = threading.Event()
+    shim.get_dispatcher().threads["monitor"].queue.put((gate.wait, (30,), {}))
+    try:
+        yield gate
+    finally:
+        gate.set()

@@ -7,7 +7,7 @@ import pytest
 from apstools.synApps import SwaitRecord, UserCalcsDevice, setup_lorentzian_swait
 from ophyd import EpicsMotor, EpicsSignal
 
-from ca_helpers import declared_pvs, unconnected, wait_for
+from ca_helpers import declared_pvs, monitor_thread_held, unconnected, wait_for
 
 from loader.devices.temperature import SwaitTemperature
 
@@ -99,17 +99,12 @@ def test_output_link_writes_another_record(gp_ioc):
 def test_temperature_is_connected_only_once_its_first_readback_came(gp_ioc):
     """ophyd drops PVPositioner's required first readback in subclasses: with ophyd's
     monitor thread busy, the temperature counted as connected with position None."""
-    from ophyd import _pyepics_shim as shim
-    gate = threading.Event()
-    shim.get_dispatcher().threads["monitor"].queue.put((gate.wait, (30,), {}))
-    try:
+    with monitor_thread_held():
         held = SwaitTemperature("gp:userCalc8", name="temperature_held")
         signals = [walk.item for walk in held.walk_signals()]
         wait_for(lambda: all(sig.connected for sig in signals), timeout=10, message="signals")
         time.sleep(0.2)
         assert not held.connected, "connected while its first readback was still queued"
-    finally:
-        gate.set()
     held.wait_for_connection(timeout=10)
     assert held.position == pytest.approx(held.readback.get(), abs=5)
     held.destroy()

@@ -10,7 +10,7 @@ import epics
 import pytest
 import yaml
 
-from ca_helpers import wait_for
+from ca_helpers import monitor_thread_held, wait_for
 from loader import load_beamline
 from loader.beamline import READY, BeamlineLoadError
 from loader.cli import main
@@ -196,18 +196,16 @@ def test_positions_are_known_when_the_load_returns_even_with_monitor_updates_lat
     a busy monitor thread returned motors whose position was None, and ``%wa`` failed
     on them.  Here ophyd's monitor thread is held for 3 s during the load."""
     import threading
-    from ophyd import _pyepics_shim as shim
     cfg, _ = copy_config(tmp_path, labels=["positioner"])
-    gate, released = threading.Event(), []
-    shim.get_dispatcher().threads["monitor"].queue.put((gate.wait, (30,), {}))
-    timer = threading.Timer(3.0, lambda: (released.append(time.monotonic()), gate.set()))
-    timer.start()
-    try:
-        bl = load_beamline("training", config=cfg, session=False, timeout=20)
-        returned = time.monotonic()
-    finally:
-        timer.cancel()
-        gate.set()
+    released = []
+    with monitor_thread_held() as gate:
+        timer = threading.Timer(3.0, lambda: (released.append(time.monotonic()), gate.set()))
+        timer.start()
+        try:
+            bl = load_beamline("training", config=cfg, session=False, timeout=20)
+            returned = time.monotonic()
+        finally:
+            timer.cancel()
     assert released and returned >= released[0], "the load returned before the first updates"
     assert len(bl.devices) == 17 and all(row.ok for row in bl.status())
     assert {name: dev.position for name, dev in bl.devices.items() if dev.position is None} == {}
