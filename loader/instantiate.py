@@ -11,7 +11,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import templates
 from .connect import REPORT_AFTER, REPORT_EVERY
@@ -108,7 +108,7 @@ def lazy_components_connect_later() -> Iterator[None]:
 
 
 def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, workers: int = 8,
-              report_after: float = REPORT_AFTER
+              report_after: float = REPORT_AFTER, after_build: Callable[[Any], Any] | None = None
               ) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, float]]:
     """Construct every item side by side in a small thread pool.
 
@@ -119,6 +119,9 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
 
     A build longer than ``report_after`` s says how far it is (then every
     ``REPORT_EVERY`` s): a thousand motors take seconds of CPU.
+
+    ``after_build(obj)`` runs as soon as an object is made, in the thread that made
+    it, while other devices are still being built (its failure is logged, not fatal).
 
     Returns ``(objects, construction errors, constructors still waiting on their
     PVs at the deadline, seconds per item)``.
@@ -134,6 +137,11 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
     def build(item):
         t0 = time.monotonic()
         obj, error = instantiate_until(item, classes[item.device_class], deadline)
+        if obj is not None and after_build is not None:
+            try:
+                after_build(obj)
+            except Exception:
+                logger.exception("%s: adapting the device after it was built failed", item.name)
         return item, obj, error, time.monotonic() - t0
 
     with lazy_components_connect_later(), ThreadPoolExecutor(

@@ -64,3 +64,18 @@ def monitor_thread_held() -> Iterator[threading.Event]:
         yield gate
     finally:
         gate.set()
+
+
+def blocking_gets_by_thread(monkeypatch) -> list[str]:
+    """Names of the threads that make a blocking pyepics get from now on (the list
+    fills as they happen): ophyd's monitor thread must never be one of them."""
+    threads: list[str] = []
+    real_get = epics.ca.get_with_metadata
+
+    def get_with_metadata(*args, **kwargs):
+        if kwargs.get("wait", True):
+            threads.append(threading.current_thread().name)
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(epics.ca, "get_with_metadata", get_with_metadata)
+    return threads

@@ -8,7 +8,7 @@ import pytest
 from ophyd import EpicsSignal, EpicsSignalRO
 from ophyd.utils.errors import LimitError
 
-from ca_helpers import declared_pvs, unconnected, wait_for
+from ca_helpers import blocking_gets_by_thread, declared_pvs, unconnected, wait_for
 from loader.devices.motor import EpicsMotorWithSREV
 
 PREFIX = "gp:"
@@ -152,10 +152,7 @@ def test_a_limit_change_makes_no_blocking_get_on_the_monitor_thread(gp_ioc, monk
                                     plain.high_limit_travel._unwrapped_callbacks["value"].values()]
     plain.destroy()
     m9 = motor(gp_ioc, 9)
-    blocking = []
-    real_get = epics.ca.get_with_metadata
-    monkeypatch.setattr(epics.ca, "get_with_metadata", lambda *a, **k: (
-        k.get("wait", True) and blocking.append(threading.current_thread().name)) or real_get(*a, **k))
+    blocking = blocking_gets_by_thread(monkeypatch)
     try:        # another client's change: m9 hears of it by its monitor only
         epics.caput(f"{PREFIX}m9.HLM", 11.5, wait=True)
         wait_for(lambda: m9.limits == (-100.0, 11.5), timeout=5, message="limits from VAL's DRVH")

@@ -10,7 +10,7 @@ import epics
 import pytest
 import yaml
 
-from ca_helpers import monitor_thread_held, wait_for
+from ca_helpers import blocking_gets_by_thread, monitor_thread_held, wait_for
 from loader import load_beamline
 from loader.beamline import READY, BeamlineLoadError
 from loader.cli import main
@@ -211,6 +211,33 @@ def test_positions_are_known_when_the_load_returns_even_with_monitor_updates_lat
     assert {name: dev.position for name, dev in bl.devices.items() if dev.position is None} == {}
     for dev in bl.devices.values():
         dev.destroy()
+
+
+def test_a_plain_ophyd_motor_loaded_makes_no_blocking_get_on_the_monitor_thread(
+        gp_ioc, tmp_path, monkeypatch):
+    """A happi entry may name ``ophyd.EpicsMotor`` itself: loaded, its limit changes
+    are fetched aside too, not by ophyd's blocking get on the one thread that delivers
+    every monitor update of the session (the class of the device is unchanged)."""
+    import json
+
+    from ophyd import EpicsMotor
+    cfg, db = copy_config(tmp_path, labels=["motor"])
+    entries = json.loads(db.read_text())
+    entries["m9"]["device_class"] = "ophyd.EpicsMotor"
+    db.write_text(json.dumps(entries, indent=2))
+    bl = load_beamline("training", config=cfg, session=False, timeout=20)
+    m9 = bl["m9"]
+    assert type(m9) is EpicsMotor and all(row.ok for row in bl.status())
+    blocking = blocking_gets_by_thread(monkeypatch)
+    try:        # another client's change: m9 hears of it by its monitor only
+        epics.caput("gp:m9.HLM", 11.5, wait=True)
+        wait_for(lambda: m9.limits == (-100.0, 11.5), timeout=5, message="limits from VAL's DRVH")
+    finally:
+        epics.caput("gp:m9.HLM", 100.0, wait=True)
+        wait_for(lambda: m9.limits == (-100.0, 100.0), timeout=5, message="limits back")
+        for dev in bl.devices.values():
+            dev.destroy()
+    assert "monitor" not in blocking, blocking
 
 
 def test_reload_adds_and_removes_entries(gp_ioc, tmp_path):

@@ -14,6 +14,48 @@ logger = logging.getLogger(__name__)
 OPHYD_LIMIT_CALLBACK = "EpicsMotor.__init__.<locals>.on_limit_changed"
 
 
+def fetch_limits_aside(motor: EpicsMotor) -> bool:
+    """Replace ophyd's limit callbacks on ``motor`` by ones that fetch VAL's control
+    limits without holding up ophyd's monitor thread (see :class:`LimitsFetchedAside`).
+    False when ``motor`` has none of ophyd's (already replaced, or an ophyd that
+    renamed it: then its own callback stays, and ``tests/test_gp_motor.py`` fails)."""
+    aside = None
+    for limit in (motor.low_limit_travel, motor.high_limit_travel):
+        ophyds = [cid for cid, callback in limit._unwrapped_callbacks[limit.SUB_VALUE].items()
+                  if getattr(callback, "__qualname__", "") == OPHYD_LIMIT_CALLBACK]
+        for cid in ophyds:
+            limit.unsubscribe(cid)
+        if ophyds:
+            aside = aside or _LimitsAside(motor)
+            limit.subscribe(aside.limit_changed, run=False)
+    return aside is not None
+
+
+def fetch_limits_aside_in(device) -> int:
+    """:func:`fetch_limits_aside` for ``device`` and every motor among its sub-devices
+    (a load does this for each device it builds, whatever its class): how many."""
+    from ophyd import Device
+    if not isinstance(device, Device):
+        return 0
+    motors = [device] + [sub for _, sub in device.walk_subdevices(include_lazy=False)]
+    return sum(fetch_limits_aside(m) for m in motors if isinstance(m, EpicsMotor))
+
+
+class _LimitsAside:
+    """The replacement callbacks of one motor."""
+
+    def __init__(self, motor: EpicsMotor):
+        self.motor = motor
+
+    def limit_changed(self, value=None, old_value=None, **kwargs) -> None:
+        if old_value is None or old_value is UNSET_VALUE or value == old_value or not self.motor.connected:
+            return
+        self.motor.user_setpoint._read_pv.get_all_metadata_callback(self.arrived, timeout=10)
+
+    def arrived(self, pvname: str, metadata: dict) -> None:
+        self.motor.user_setpoint._metadata_changed(pvname, metadata, from_monitor=True, update=True)
+
+
 class LimitsFetchedAside:
     """Mixin for ``ophyd.EpicsMotor``: when HLM or LLM changes, VAL's control limits
     are fetched without holding up ophyd's monitor thread.
@@ -26,25 +68,14 @@ class LimitsFetchedAside:
     behind the IOC's backlog (about 1 s each) and left 36,000 updates queued when
     the load returned.  Here the first update is skipped (the limits came with the
     metadata at connection), and a real change asks for VAL's CTRL fields through
-    the PV's own metadata request, answered on a utility thread.
+    the PV's own metadata request, answered on a utility thread.  A load does the
+    same for motors of any class (:func:`fetch_limits_aside_in`); this mixin is for
+    motors built outside a load.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for limit in (self.low_limit_travel, self.high_limit_travel):
-            ophyds = [cid for cid, callback in limit._unwrapped_callbacks[limit.SUB_VALUE].items()
-                      if getattr(callback, "__qualname__", "") == OPHYD_LIMIT_CALLBACK]
-            for cid in ophyds:
-                limit.unsubscribe(cid)
-            limit.subscribe(self._limit_changed, run=False)
-
-    def _limit_changed(self, value=None, old_value=None, **kwargs) -> None:
-        if old_value is None or old_value is UNSET_VALUE or value == old_value or not self.connected:
-            return
-        self.user_setpoint._read_pv.get_all_metadata_callback(self._setpoint_limits_arrived, timeout=10)
-
-    def _setpoint_limits_arrived(self, pvname: str, metadata: dict) -> None:
-        self.user_setpoint._metadata_changed(pvname, metadata, from_monitor=True, update=True)
+        fetch_limits_aside(self)
 
 
 class EpicsMotorWithSREV(BoundedMove, MoveDoneGuard, LimitsFetchedAside, EpicsMotor):
