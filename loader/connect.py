@@ -57,13 +57,26 @@ def unconnected_pvs(signals: list) -> str:
     return f"{len(missing)} of {len(signals)} PVs not connected ({summarize_pvs(missing)})" if missing else ""
 
 
+def monitor_backlog() -> int | None:
+    """How many callbacks ophyd's one monitor thread has queued (None: unknown).
+    A device waiting for its first updates behind a long queue is held up by this
+    process, not by its IOC."""
+    try:
+        from ophyd import _pyepics_shim as shim
+        return shim.get_dispatcher().threads["monitor"].queue.qsize()
+    except Exception:
+        return None
+
+
 def _unconnected_reason(name: str, signals: list, pending: list[dict]) -> str:
     parts = []
     missing = unconnected_pvs(signals)
     if missing:
         parts.append(missing)
     if any(pending):
-        parts.append("waiting for the first monitor updates")
+        backlog = monitor_backlog()
+        parts.append("waiting for the first monitor updates"
+                     + (f" (ophyd's monitor thread is {backlog} callbacks behind)" if backlog else ""))
     return "; ".join(parts) or "not connected"
 
 

@@ -66,16 +66,16 @@ def monitor_thread_held() -> Iterator[threading.Event]:
         gate.set()
 
 
-def blocking_gets_by_thread(monkeypatch) -> list[str]:
-    """Names of the threads that make a blocking pyepics get from now on (the list
+def blocking_gets_by_thread(monkeypatch) -> list[tuple[str, str]]:
+    """``(thread name, PV name)`` of every blocking pyepics get from now on (the list
     fills as they happen): ophyd's monitor thread must never be one of them."""
-    threads: list[str] = []
+    gets: list[tuple[str, str]] = []
     real_get = epics.ca.get_with_metadata
 
-    def get_with_metadata(*args, **kwargs):
+    def get_with_metadata(chid, *args, **kwargs):
         if kwargs.get("wait", True):
-            threads.append(threading.current_thread().name)
-        return real_get(*args, **kwargs)
+            gets.append((threading.current_thread().name, epics.ca.name(chid)))
+        return real_get(chid, *args, **kwargs)
 
     monkeypatch.setattr(epics.ca, "get_with_metadata", get_with_metadata)
-    return threads
+    return gets

@@ -7,7 +7,7 @@ import pytest
 from apstools.synApps import IocStatsDevice
 from ophyd import EpicsSignal
 
-from ca_helpers import declared_pvs, unconnected, wait_for
+from ca_helpers import blocking_gets_by_thread, declared_pvs, unconnected, wait_for
 
 PREFIX = "gp:"
 
@@ -16,11 +16,14 @@ PREFIX = "gp:"
 def gp_stats(gp_ioc):
     stats = IocStatsDevice(PREFIX, name="gp_stats")
     stats.wait_for_connection(timeout=10)
-    return stats
+    yield stats
+    stats.destroy()     # its callbacks read MEM_MAX with blocking gets: none must outlive the test
 
 
 def test_every_iocstats_pv_connects(gp_ioc):
-    pvs = declared_pvs(IocStatsDevice(PREFIX, name="gp_stats"))
+    stats = IocStatsDevice(PREFIX, name="gp_stats")
+    pvs = declared_pvs(stats)
+    stats.destroy()
     assert {f"{PREFIX}iso8601", f"{PREFIX}:UPTIME"} <= pvs
     assert unconnected(pvs | {f"{PREFIX}UPTIME"}, timeout=10) == []
 
@@ -68,3 +71,28 @@ def test_float_record_fields(gp_ioc):
     egu.wait_for_connection(timeout=10)
     egu.put("mm", wait=True)
     assert egu.get(use_monitor=False) == "mm"
+
+
+def test_derived_statistics_make_no_blocking_get_on_the_monitor_thread(gp_ioc, monkeypatch):
+    """apstools keeps ``memory_used_percentage`` (and the application directory, the
+    startup script) up to date from callbacks that read sibling signals; unmonitored,
+    each read was a blocking get on ophyd's one monitor thread, twice a second for
+    the whole session.  The beamline's ``IocStats`` reads what the monitors brought."""
+    from loader.devices.iocstats import IocStats
+    stats = IocStats(PREFIX, name="gp_stats_monitored")
+    stats.wait_for_connection(timeout=10)
+    try:
+        blocking = blocking_gets_by_thread(monkeypatch)
+        seen = []
+        stats.memory_used_percentage.subscribe(lambda value, **kw: seen.append(value), run=False)
+        wait_for(lambda: len(seen) >= 2, timeout=10, message="two MEM_USED updates (1 Hz)")
+        used, most = (EpicsSignal(f"{PREFIX}{pv}", name=pv) for pv in ("MEM_USED", "MEM_MAX"))
+        for signal in (used, most):
+            signal.wait_for_connection(timeout=10)
+        assert seen[-1] == pytest.approx(100 * used.get() / most.get(), rel=0.05)
+        assert stats.application_directory.get() == (
+            EpicsSignal(f"{PREFIX}APP_DIR1", name="d1", string=True).get()
+            + EpicsSignal(f"{PREFIX}APP_DIR2", name="d2", string=True).get())
+        assert [pv for thread, pv in blocking if thread == "monitor"] == []
+    finally:
+        stats.destroy()
