@@ -317,7 +317,7 @@ class Beamline(Mapping):
                 self._fail(item, IMPORT_FAILED, import_errors[item.device_class], 0.0)
             else:
                 buildable.append(item)
-        from .devices.motor import fetch_limits_aside_in     # ophyd's limit gets held its monitor thread
+        from .devices.motor import fetch_limits_aside_in     # else ophyd's limit gets block its monitor thread
         built, construction_errors, unreachable, build_time = build_all(
             buildable, classes, deadline, after_build=fetch_limits_aside_in)
         for name, reason in construction_errors.items():

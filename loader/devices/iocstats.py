@@ -4,6 +4,7 @@ from __future__ import annotations
 from apstools.synApps import IocStatsDevice
 from ophyd import Component
 
+
 def _monitored(component: Component) -> Component:
     """The same component (class, suffix, kind, options) with ``auto_monitor=True``."""
     return Component(component.cls, component.suffix, lazy=component.lazy,
