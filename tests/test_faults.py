@@ -26,12 +26,12 @@ from session_support import data_directory, event_column, measured
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 CONNECTION_TIMEOUT = 3.0        # the YAML's epics.connection_timeout in these tests
-# the one wait ends a timeout after the last progress (loader.connect.connect_all), and
-# the live devices' signals connect while the ~2,200 signals are built (1-1.5 s of CPU)
-CONNECT_PHASE_MARGIN = 2.5
 # validation, setup actions and the session (RunEngine, catalog, callbacks)
 LOAD_MARGIN = 8.0
-# building ~2,200 signals while ~3,500 searches for the dead IOC go unanswered: 1-2 s of CPU
+# the one wait ends a timeout after the last progress (loader.connect.connect_all); before
+# it, ~2,200 signals are built and the live ones connect (while the searches for the dead
+# IOC go unanswered): 1-2 s of CPU, and 2.7 s once on a slow, loaded machine (a fresh-clone
+# CI run on 2026-12-01 failed against a margin of 2.5 s)
 BUILD_MARGIN = 4.0
 RECONNECT_TIMEOUT = 30.0        # after an IOC restarts (beacons via the loopback repeater)
 
@@ -93,7 +93,7 @@ def test_ad_ioc_down_at_load_then_back_with_reload(gp_ioc, ad_ioc_process, tmp_p
         print(f"\nload with ad: down: {took:.2f} s ({bl.timings})")
         assert bl.session_error is None
         # one bounded wait for everything, however many devices are missing
-        assert bl.timings["instantiate"] + bl.timings["connect"] <= CONNECTION_TIMEOUT + CONNECT_PHASE_MARGIN
+        assert bl.timings["instantiate"] + bl.timings["connect"] <= CONNECTION_TIMEOUT + BUILD_MARGIN
         assert took <= CONNECTION_TIMEOUT + LOAD_MARGIN
 
         row = {r.name: r for r in bl.status()}["adsimdet"]
