@@ -102,6 +102,13 @@ def _destroy(name: str, obj: Any) -> None:
             logger.debug("destroy(%s) failed", name, exc_info=True)
 
 
+def _after_build(obj: Any) -> None:
+    """Run in the building thread as soon as ``obj`` is made (see ``build_all``)."""
+    from .devices.motor import fetch_limits_aside_in
+    fetch_limits_aside_in(obj)          # else ophyd's limit gets block its monitor thread
+    connection_requirements.replay_missed_first_updates(obj)   # else it may never connect
+
+
 def _natural(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
@@ -317,9 +324,8 @@ class Beamline(Mapping):
                 self._fail(item, IMPORT_FAILED, import_errors[item.device_class], 0.0)
             else:
                 buildable.append(item)
-        from .devices.motor import fetch_limits_aside_in     # else ophyd's limit gets block its monitor thread
         built, construction_errors, unreachable, build_time = build_all(
-            buildable, classes, deadline, after_build=fetch_limits_aside_in)
+            buildable, classes, deadline, after_build=_after_build)
         for name, reason in construction_errors.items():
             self._fail(self._items[name], CONSTRUCTION_FAILED, reason, build_time[name])
         self.timings["instantiate"] = time.monotonic() - t0

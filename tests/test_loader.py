@@ -213,6 +213,40 @@ def test_positions_are_known_when_the_load_returns_even_with_monitor_updates_lat
         dev.destroy()
 
 
+def test_a_first_update_that_came_before_the_device_subscribed_is_not_lost(
+        gp_ioc, tmp_path, monkeypatch):
+    """ophyd subscribes a motor's ``_pos_changed`` to its readback just after creating
+    the signal, and replays the signal's last value only if it is already connected.
+    Here the building thread is held between the two until the readback's first value
+    has gone through ophyd's monitor thread, and the signal counts as not yet
+    connected (as on a busy machine, or a PV another object already monitors):
+    without the replay, m3 waited the whole timeout, "waiting for the first monitor
+    updates", with ophyd's monitor queue empty (seen twice in full test runs)."""
+    from ophyd.ophydobj import OphydObject
+    real_subscribe = OphydObject.subscribe
+    held = []
+
+    def subscribe_late(self, callback, event_type=None, run=True):
+        if getattr(callback, "__name__", "") == "_pos_changed" and getattr(self, "pvname", "") == "gp:m3.RBV":
+            wait_for(lambda: self._args_cache.get("value") is not None, timeout=10,
+                     message="m3's readback value through ophyd's monitor thread")
+            held.append(self)
+            run = False                     # as for a signal whose metadata has not come yet
+        return real_subscribe(self, callback, event_type=event_type, run=run)
+
+    monkeypatch.setattr(OphydObject, "subscribe", subscribe_late)
+    cfg, _ = copy_config(tmp_path, labels=["motor"])
+    bl = load_beamline("training", config=cfg, session=False, timeout=5)
+    monkeypatch.undo()
+    try:
+        assert len(held) == 1, "the late subscription was not made"
+        assert {row.name: row.reason for row in bl.status() if not row.ok} == {}
+        assert bl.m3.position is not None
+    finally:
+        for dev in bl.devices.values():
+            dev.destroy()
+
+
 def test_a_device_held_up_by_the_monitor_thread_says_so(gp_ioc, tmp_path):
     """A motor whose PVs all connected but whose first updates wait in ophyd's monitor
     queue is not connected at the timeout; its reason says the backlog is in this
