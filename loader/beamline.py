@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, MutableMapping
 from . import connection_requirements, deferred_imports, libca_path
 from .classes import import_classes
 from .config import find_config
-from .connect import connect_all
+from .connect import connect_all, devices_of
 from .epics_env import apply_epics_defaults
 from .gc_pause import collect_dropped, gc_paused
 from .happi_db import select_items
@@ -103,10 +103,15 @@ def _destroy(name: str, obj: Any) -> None:
 
 
 def _after_build(obj: Any) -> None:
-    """Run in the building thread as soon as ``obj`` is made (see ``build_all``)."""
-    from .devices.motor import fetch_limits_aside_in
-    fetch_limits_aside_in(obj)          # else ophyd's limit gets block its monitor thread
-    connection_requirements.replay_missed_first_updates(obj)   # else it may never connect
+    """Run in the building thread as soon as ``obj`` is made (see ``build_all``), on
+    it and each sub-device ophyd built."""
+    from ophyd import EpicsMotor
+
+    from .devices.motor import fetch_limits_aside
+    for dev in devices_of(obj):
+        if isinstance(dev, EpicsMotor):
+            fetch_limits_aside(dev)     # else ophyd's limit gets block its monitor thread
+        connection_requirements.replay_missed_first_updates(dev)   # else it may never connect
 
 
 def _natural(name: str):

@@ -33,12 +33,17 @@ def signals_of(obj) -> list:
     return [obj] if hasattr(obj, "connected") else []
 
 
-def _pending_of(obj) -> list[dict]:
+def devices_of(obj) -> list:
+    """``obj`` and the sub-devices ophyd has built (lazy ones only once touched);
+    ``[]`` for what is not an ophyd Device."""
     from ophyd import Device
     if not isinstance(obj, Device):
         return []
-    funcs = [getattr(dev, "_required_for_connection", {}) for _, dev in obj.walk_subdevices(include_lazy=False)]
-    return funcs + [obj._required_for_connection]
+    return [obj] + [dev for _, dev in obj.walk_subdevices(include_lazy=False)]
+
+
+def _pending_of(obj) -> list[dict]:
+    return [getattr(dev, "_required_for_connection", {}) for dev in devices_of(obj)]
 
 
 def _is_ready(signals: list, pending: list[dict]) -> bool:

@@ -66,9 +66,9 @@ def restore(cls: type, _seen: set | None = None) -> None:
         restore(getattr(component, "cls", None), seen)
 
 
-def replay_missed_first_updates(device) -> int:
-    """Run each requirement still pending on ``device`` (and its built sub-devices)
-    whose signal has already had its update: how many were run.
+def replay_missed_first_updates(dev) -> int:
+    """Run each requirement still pending on the Device ``dev`` whose signal has
+    already had its update: how many were run.
 
     Why: ophyd subscribes a device's methods to a component signal just after
     creating it, with ``run=signal.connected``.  A signal whose first value came in
@@ -81,21 +81,17 @@ def replay_missed_first_updates(device) -> int:
     monitor queue empty.  Called once the device is built (its subscriptions made).
     A method run twice for the same value (the monitor thread was about to call it)
     only sets the same state again."""
-    from ophyd import Device
-    if not isinstance(device, Device):
-        return 0
     replayed = 0
-    for dev in [device] + [sub for _, sub in device.walk_subdevices(include_lazy=False)]:
-        for key in list(dev._required_for_connection):
-            for component, event_type in getattr(key, "_subscriptions", None) or ():
-                signal = dev._signals.get(component.attr)
-                cached = signal._args_cache.get(event_type) if signal is not None else None
-                if cached is None or key not in dev._required_for_connection:
-                    continue
-                args, kwargs = cached
-                try:
-                    getattr(dev, key.__name__)(*args, **kwargs)   # ophyd's wrapper marks it met
-                    replayed += 1
-                except Exception:
-                    logger.exception("%s: replaying %s's first update failed", dev.name, component.attr)
+    for key in list(dev._required_for_connection):
+        for component, event_type in getattr(key, "_subscriptions", None) or ():
+            signal = dev._signals.get(component.attr)
+            cached = signal._args_cache.get(event_type) if signal is not None else None
+            if cached is None or key not in dev._required_for_connection:
+                continue
+            args, kwargs = cached
+            try:
+                getattr(dev, key.__name__)(*args, **kwargs)   # ophyd's wrapper marks it met
+                replayed += 1
+            except Exception:
+                logger.exception("%s: replaying %s's first update failed", dev.name, component.attr)
     return replayed

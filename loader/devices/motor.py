@@ -31,16 +31,6 @@ def fetch_limits_aside(motor: EpicsMotor) -> bool:
     return aside is not None
 
 
-def fetch_limits_aside_in(device) -> int:
-    """:func:`fetch_limits_aside` for ``device`` and every motor among its sub-devices
-    (a load does this for each device it builds, whatever its class): how many."""
-    from ophyd import Device
-    if not isinstance(device, Device):
-        return 0
-    motors = [device] + [sub for _, sub in device.walk_subdevices(include_lazy=False)]
-    return sum(fetch_limits_aside(m) for m in motors if isinstance(m, EpicsMotor))
-
-
 class _LimitsAside:
     """The replacement callbacks of one motor."""
 
@@ -69,8 +59,8 @@ class LimitsFetchedAside:
     the load returned.  Here the first update is skipped (the limits came with the
     metadata at connection), and a real change asks for VAL's CTRL fields through
     the PV's own metadata request, answered on a utility thread.  A load does the
-    same for motors of any class (:func:`fetch_limits_aside_in`); this mixin is for
-    motors built outside a load.
+    same for motors of any class (:func:`fetch_limits_aside`, from its build hook);
+    this mixin is for motors built outside a load.
     """
 
     def __init__(self, *args, **kwargs):
