@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from area_detector_handlers.handlers import AreaDetectorHDF5Handler
 
-from ca_helpers import wait_for
+from ca_helpers import blocking_gets_by_thread, wait_for
 
-from loader.devices.area_detector import SimDetectorV34
+from loader.devices.area_detector import ImagePlugin, SimDetectorV34
 
 
 @pytest.fixture
@@ -153,6 +153,32 @@ def test_trigger_rate_is_reported(adsimdet, capsys):
     with capsys.disabled():
         print(f"\nadsimdet: {rate:.1f} frames/s (1024x1024 UInt8 into HDF5)")
     assert rate > 0
+
+
+def test_plugin_types_are_checked_without_a_blocking_read(ad_ioc, monkeypatch):
+    """ophyd checks that a plugin is of its class's type when ``PluginType_RBV``
+    connects, from ophyd's monitor thread.  The read it makes there must not be a
+    blocking Channel Access get (at every load and every IOC reconnection), and the
+    check must still happen: a plugin pointed at the wrong prefix is noticed."""
+    from loader import bulk_metadata
+    was_installed = bulk_metadata.installed()
+    bulk_metadata.install()                 # the PV class of a load
+    blocking = blocking_gets_by_thread(monkeypatch)
+    det = SimDetectorV34("ad:", name="typed")
+    wrong = ImagePlugin("ad:HDF1:", name="wrong")
+    try:
+        det.wait_for_connection(timeout=15)
+        det.image.wait_for_connection(timeout=15)      # lazy: built when first touched
+        wait_for(lambda: det.hdf1._misconfigured is False and det.image._misconfigured is False,
+                 timeout=10, message="HDF1 and image1 confirmed as what their classes expect")
+        wait_for(lambda: wrong._misconfigured is True, timeout=10,
+                 message="an image plugin class on the HDF5 plugin's prefix noticed")
+    finally:
+        det.destroy()
+        wrong.destroy()
+        if not was_installed:
+            bulk_metadata.uninstall()
+    assert [pv for thread, pv in blocking if thread == "monitor"] == []
 
 
 def test_unwritable_path_makes_staging_fail_with_the_ioc_message(ad_ioc):

@@ -24,7 +24,9 @@ import time
 from apstools.devices import AD_plugin_primed, SimDetectorCam_V34, SingleTrigger_V34
 from ophyd import ADComponent, EpicsSignalWithRBV, SimDetector, Staged
 from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
-from ophyd.areadetector.plugins import HDF5Plugin_V34, ImagePlugin_V34
+from ophyd.areadetector.plugins import HDF5Plugin_V34, ImagePlugin_V34, PluginBase
+
+from .monitored import monitored
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,30 @@ def prime_plugin(plugin, timeout: float = 10.0) -> None:
             sig.set(value).wait(timeout)
 
 
-class HDF5FileStorePlugin(FileStoreHDF5IterativeWrite, HDF5Plugin_V34):
+class PluginTypeMonitored(PluginBase):
+    """A plugin whose type check reads the monitored ``PluginType_RBV``.
+
+    Why: ophyd checks that a plugin is of its class's type when ``plugin_type``
+    connects (``PluginBase._plugin_type_connected``), with ``plugin_type.get()``
+    on ophyd's monitor thread: unmonitored, a blocking Channel Access read there
+    at every load and every reconnection of the IOC, holding up every monitor
+    update meanwhile.  Monitored, the value is already in hand (the loader
+    completes a monitored PV's metadata after its first update); the check and
+    its warning are ophyd's.
+    """
+
+    plugin_type = monitored(PluginBase.plugin_type)
+
+    @plugin_type.sub_meta
+    def _plugin_type_connected(self, connected, **kwargs):
+        super()._plugin_type_connected(connected=connected, **kwargs)
+
+
+class ImagePlugin(PluginTypeMonitored, ImagePlugin_V34):
+    """ophyd's image plugin, type-checked without a blocking read."""
+
+
+class HDF5FileStorePlugin(FileStoreHDF5IterativeWrite, PluginTypeMonitored, HDF5Plugin_V34):
     """HDF5 writer that registers its files with databroker (resource ``AD_HDF5``).
 
     Primes itself when needed and starts capturing only after every other setting.
@@ -88,7 +113,7 @@ class SimDetectorV34(SingleTrigger_V34, SimDetector):
     """ADSimDetector as a bluesky detector: one frame per trigger, written to HDF5."""
 
     cam = ADComponent(SimDetectorCam_V34, "cam1:")
-    image = ADComponent(ImagePlugin_V34, "image1:")
+    image = ADComponent(ImagePlugin, "image1:")
     hdf1 = ADComponent(HDF5FileStorePlugin, "HDF1:",
                        write_path_template=DEFAULT_PATH_TEMPLATE,
                        read_path_template=DEFAULT_PATH_TEMPLATE)

@@ -2,15 +2,8 @@
 from __future__ import annotations
 
 from apstools.synApps import IocStatsDevice
-from ophyd import Component
 
-
-def _monitored(component: Component) -> Component:
-    """The same component (class, suffix, kind, options) with ``auto_monitor=True``."""
-    return Component(component.cls, component.suffix, lazy=component.lazy,
-                     trigger_value=component.trigger_value, add_prefix=component.add_prefix,
-                     doc=component.doc, kind=component.kind,
-                     **{**component.kwargs, "auto_monitor": True})
+from .monitored import monitored
 
 
 class IocStats(IocStatsDevice):
@@ -27,9 +20,9 @@ class IocStats(IocStatsDevice):
     """
 
     # what apstools' callbacks read when a sibling updates
-    memory_used = _monitored(IocStatsDevice.memory_used)
-    memory_max = _monitored(IocStatsDevice.memory_max)
-    _app_dir1 = _monitored(IocStatsDevice._app_dir1)
-    _app_dir2 = _monitored(IocStatsDevice._app_dir2)
-    _startup_script1 = _monitored(IocStatsDevice._startup_script1)
-    _startup_script2 = _monitored(IocStatsDevice._startup_script2)
+    memory_used = monitored(IocStatsDevice.memory_used)
+    memory_max = monitored(IocStatsDevice.memory_max)
+    _app_dir1 = monitored(IocStatsDevice._app_dir1)
+    _app_dir2 = monitored(IocStatsDevice._app_dir2)
+    _startup_script1 = monitored(IocStatsDevice._startup_script1)
+    _startup_script2 = monitored(IocStatsDevice._startup_script2)
