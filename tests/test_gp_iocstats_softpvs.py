@@ -77,7 +77,8 @@ def test_derived_statistics_make_no_blocking_get_on_the_monitor_thread(gp_ioc, m
     """apstools keeps ``memory_used_percentage`` (and the application directory, the
     startup script) up to date from callbacks that read sibling signals; unmonitored,
     each read was a blocking get on ophyd's one monitor thread, twice a second for
-    the whole session.  The beamline's ``IocStats`` reads what the monitors brought."""
+    the whole session.  The beamline's ``IocStats`` computes them from what the
+    monitors brought."""
     from loader.devices.iocstats import IocStats
     stats = IocStats(PREFIX, name="gp_stats_monitored")
     stats.wait_for_connection(timeout=10)

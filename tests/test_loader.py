@@ -2,6 +2,7 @@
 reload picks up JSON edits, failures are listed (or raised with strict=True)."""
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -289,6 +290,42 @@ def test_a_plain_ophyd_motor_loaded_makes_no_blocking_get_on_the_monitor_thread(
         for dev in bl.devices.values():
             dev.destroy()
     assert [pv for thread, pv in blocking if thread == "monitor" and pv.startswith("gp:m9.")] == []
+
+
+WHOLE_LOAD = """
+import json, os, sys, threading, time
+from loader import load_beamline
+import epics.ca
+gets = []
+real_get = epics.ca.get_with_metadata
+
+def get_with_metadata(chid, *args, **kwargs):
+    if kwargs.get("wait", True):
+        gets.append((threading.current_thread().name, epics.ca.name(chid)))
+    return real_get(chid, *args, **kwargs)
+
+epics.ca.get_with_metadata = get_with_metadata
+bl = load_beamline("training", session=False, timeout=30)
+time.sleep(float(sys.argv[1]))
+print(json.dumps({"failed": [r.name for r in bl.status().failed],
+                  "blocking": [g for g in gets if g[0] in ("monitor", "metadata", "get_put")]}))
+os._exit(0)
+"""
+
+
+def test_a_whole_load_makes_no_blocking_get_on_ophyds_callback_threads(gp_ioc, ad_ioc, tmp_path):
+    """ophyd delivers every monitor update of the session on one thread, and every
+    connection's metadata on another: a blocking Channel Access read there holds
+    up all of them for a round trip, or a timeout while an IOC is slow or going
+    away.  Device classes do this from callbacks that ``get()`` a signal whose
+    value no monitor has brought (ophyd's motor limits and plugin type check,
+    apstools' IOC statistics, each fixed on its own).  A fresh process (PVs not yet in pyepics'
+    cache, as at a beamline's start) loads every device of the training beamline
+    and lives on for a few seconds of monitor updates: none may block those threads."""
+    from test_deferred_imports import run_fresh
+    out = run_fresh(WHOLE_LOAD, "3", env={**os.environ, "BEAMLINE_DATA_DIR": str(tmp_path)})
+    assert out["failed"] == []
+    assert out["blocking"] == []
 
 
 def test_reload_adds_and_removes_entries(gp_ioc, tmp_path):
