@@ -97,3 +97,26 @@ def test_derived_statistics_make_no_blocking_get_on_the_monitor_thread(gp_ioc, m
         assert [pv for thread, pv in blocking if thread == "monitor"] == []
     finally:
         stats.destroy()
+
+
+def test_iocstats_misses_nothing_apstools_sets_up_when_built(gp_ioc):
+    """``IocStats`` skips apstools' ``__init__``, which only subscribed the callbacks
+    it replaces: anything else a future apstools sets up there must show here."""
+    from loader.devices.iocstats import IocStats
+    # one after the other, each connected before the next and before it is destroyed:
+    # without the loader's PV class (not installed here) pyepics and ophyd have races
+    # on a PV two signals share while it connects, and on a channel cleared mid-fetch
+    theirs = IocStatsDevice(PREFIX, name="theirs")
+    theirs.wait_for_connection(timeout=10)
+    ours = IocStats(PREFIX, name="ours")
+    try:
+        ours.wait_for_connection(timeout=10)
+        assert set(vars(ours)) == set(vars(theirs))
+        for attr in ("memory_used", "memory_max", "_app_dir1", "_app_dir2",
+                     "_startup_script1", "_startup_script2"):
+            ours_subs = getattr(ours, attr)._callbacks["value"]
+            theirs_subs = getattr(theirs, attr)._callbacks["value"]
+            assert len(ours_subs) >= len(theirs_subs), attr
+    finally:
+        theirs.destroy()
+        ours.destroy()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from apstools.synApps import IocStatsDevice
-from ophyd import Device, Signal
+from ophyd import Signal
 
 
 class IocStats(IocStatsDevice):
@@ -24,8 +24,8 @@ class IocStats(IocStatsDevice):
     """
 
     def __init__(self, *args, **kwargs):
-        # apstools' __init__ only subscribes the reading callbacks replaced here
-        Device.__init__(self, *args, **kwargs)
+        # past apstools' __init__, which only subscribes the reading callbacks replaced here
+        super(IocStatsDevice, self).__init__(*args, **kwargs)
         self._derive(self.application_directory, [self._app_dir1, self._app_dir2],
                      lambda first, second: first + second)
         self._derive(self.startup_script, [self._startup_script1, self._startup_script2],
