@@ -54,6 +54,7 @@ from .callback_threads import keep_thread_state
 logger = logging.getLogger(__name__)
 
 MetadataCallback = Callable[[str, dict], None]
+RELEASE_WAIT = 5.0      # seconds a release waits for ophyd's own metadata fetch on that PV
 
 
 @dataclass
@@ -249,8 +250,10 @@ class MetadataBatcher:
         shim.get_dispatcher().schedule_utility_task(request.callback, pv.pvname, pv._metadata())
 
     def _fall_back(self, request: _Request) -> None:
-        self.fell_back += 1
         request.pv._bulk_answered(delivered=False)     # (before ophyd's path asks for it again)
+        if request.pv._released:    # destroyed meanwhile: nobody waits, and its channel is gone
+            return
+        self.fell_back += 1
         shim.PyepicsShimPV.get_all_metadata_callback(
             request.pv, request.callback, timeout=max(0.1, request.deadline - time.monotonic()))
 
@@ -275,8 +278,11 @@ class BulkMetadataPV(shim.PyepicsShimPV):
     """ophyd's PV class, but its initial metadata comes from :data:`_batcher`."""
 
     def __init__(self, *args, **kwargs):
-        self._release_lock = threading.Lock()
+        # held for each libca call the batcher makes on this PV, and while ophyd's own
+        # blocking fetch is counted in or out (see clear_callbacks)
+        self._release_lock = threading.Condition()
         self._released = False
+        self._blocking_fetches = 0
         # held while pyepics runs this PV's connection / access-rights handlers, and
         # while get_pv adds a subscriber: the two never interleave
         self._subscribers_lock = threading.RLock()
@@ -350,6 +356,10 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         channel crashes the process)."""
         with self._release_lock:
             self._released = True
+            # ophyd's own blocking fetch (a fall-back, a read before the metadata came)
+            # must be over before the channel goes: bounded, its gets have timeouts
+            if not self._release_lock.wait_for(lambda: not self._blocking_fetches, RELEASE_WAIT):
+                logger.warning("%s: released while a metadata fetch was still running", self.pvname)
         super().clear_callbacks()
 
     def get_all_metadata_callback(self, callback: MetadataCallback, *, timeout: float) -> None:
@@ -370,7 +380,9 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         read before its metadata has come (a monitor callback that reads a sibling
         signal during the load: the temperature's done-check, apstools' IocStats).
         With the batcher's request already in flight, wait for its answer instead
-        (bounded by ``timeout``); ophyd's own fetch is the fall-back."""
+        (bounded by ``timeout``); ophyd's own fetch is the fall-back.  That fetch is
+        counted, so that a release waits for it before ophyd clears the channel; a
+        released PV is not fetched."""
         with self._bulk_state:
             if self._bulk_in_flight:
                 before = self._bulk_delivered
@@ -378,7 +390,16 @@ class BulkMetadataPV(shim.PyepicsShimPV):
                     lambda: self._bulk_delivered > before or not self._bulk_in_flight, timeout)
                 if self._bulk_delivered > before:
                     return self._metadata()
-        return super().get_all_metadata_blocking(timeout)
+        with self._release_lock:
+            if self._released:          # its channel is cleared, or about to be
+                return self._metadata()
+            self._blocking_fetches += 1
+        try:
+            return super().get_all_metadata_blocking(timeout)
+        finally:
+            with self._release_lock:
+                self._blocking_fetches -= 1
+                self._release_lock.notify_all()
 
     def _metadata(self) -> dict:
         """What the batcher fetched, as ophyd's metadata callback takes it (no value)."""

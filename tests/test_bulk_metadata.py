@@ -336,6 +336,48 @@ def test_two_signals_made_at_once_on_one_pv_both_connect(softioc, bulk, monkeypa
     assert second.get() == 46.0
 
 
+
+def test_a_release_waits_for_ophyds_own_fetch_and_a_released_pv_is_not_fetched(softioc, bulk,
+                                                                                monkeypatch):
+    """ophyd fetches a PV's metadata itself (busy-polling gets on a utility thread)
+    when the batcher falls back or a signal is read before its metadata came.  A
+    signal destroyed meanwhile had its channel cleared under that fetch: an error
+    logged for every such PV (thousands when a reload dropped big devices still
+    connecting), or a crash when the clear fell between a reply and its unpacking.
+    The release now waits for the fetch (bounded), and a released PV is not fetched."""
+    import time
+    sig = EpicsSignal("sx:bo", name="sig")       # a PV no other test holds: destroy releases it
+    sig.wait_for_connection(timeout=10)
+    pv = sig._read_pv
+    assert type(pv) is bulk_metadata.BulkMetadataPV
+    wait_for(lambda: not pv._bulk_in_flight, timeout=5, message="the batcher done with it")
+    real_fetch = shim.PyepicsShimPV.get_all_metadata_blocking
+    started, fetched, errors = threading.Event(), [], []
+
+    def slow_fetch(self, timeout):
+        started.set()
+        time.sleep(0.5)                 # the destroy below comes now
+        return real_fetch(self, timeout)
+
+    def fetch():
+        try:
+            fetched.append(pv.get_all_metadata_blocking(5.0))
+        except Exception as exc:
+            errors.append(exc)
+
+    monkeypatch.setattr(shim.PyepicsShimPV, "get_all_metadata_blocking", slow_fetch)
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    assert started.wait(5)
+    sig.destroy()                       # ophyd clears the channel when this returns
+    thread.join(10)
+    assert errors == [] and fetched and fetched[0]["enum_strs"] == ("Off", "On")
+    assert pv.chid is None              # and the channel did go
+
+    monkeypatch.setattr(shim.PyepicsShimPV, "get_all_metadata_blocking",
+                        lambda self, timeout: pytest.fail("a released PV was fetched"))
+    assert pv.get_all_metadata_blocking(1.0)["enum_strs"] == ("Off", "On")
+
 BUILD_AND_DESTROY = """
 import os, sys, time
 import ophyd          # first, as in a load: pyepics then uses epicscorelibs' libca
