@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from area_detector_handlers.handlers import AreaDetectorHDF5Handler
 
-from ca_helpers import blocking_gets_by_thread, wait_for
+from ca_helpers import wait_for
 
-from loader.devices.area_detector import ImagePlugin, SimDetectorV34
+from loader.devices.area_detector import SimDetectorV34
 
 
 @pytest.fixture
@@ -155,30 +155,58 @@ def test_trigger_rate_is_reported(adsimdet, capsys):
     assert rate > 0
 
 
-def test_plugin_types_are_checked_without_a_blocking_read(ad_ioc, monkeypatch):
+PLUGIN_TYPES = """
+import json, os, sys, threading, time
+import ophyd
+import epics.ca
+from loader import bulk_metadata
+from loader.devices.area_detector import ImagePlugin, SimDetectorV34
+bulk_metadata.install()                 # the PV class of a load
+gets = []
+real_get = epics.ca.get_with_metadata
+
+def get_with_metadata(chid, *args, **kwargs):
+    if kwargs.get("wait", True):
+        gets.append((threading.current_thread().name, epics.ca.name(chid)))
+    return real_get(chid, *args, **kwargs)
+
+def settled(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
+epics.ca.get_with_metadata = get_with_metadata
+if sys.argv[1] == "right":
+    det = SimDetectorV34("ad:", name="typed")
+    det.wait_for_connection(timeout=15)
+    det.image.wait_for_connection(timeout=15)      # lazy: built when first touched
+    out = {"checked": settled(lambda: det.hdf1._misconfigured is False
+                              and det.image._misconfigured is False)}
+else:
+    wrong = ImagePlugin("ad:HDF1:", name="wrong")
+    out = {"checked": settled(lambda: wrong._misconfigured is True)}
+out["blocking"] = [pv for thread, pv in gets if thread == "monitor"]
+print(json.dumps(out))
+os._exit(0)
+"""
+
+
+def test_plugin_types_are_checked_without_a_blocking_read(ad_ioc):
     """ophyd checks that a plugin is of its class's type when ``PluginType_RBV``
     connects, from ophyd's monitor thread.  The read it makes there must not be a
     blocking Channel Access get (at every load and every IOC reconnection), and the
-    check must still happen: a plugin pointed at the wrong prefix is noticed."""
-    from loader import bulk_metadata
-    was_installed = bulk_metadata.installed()
-    bulk_metadata.install()                 # the PV class of a load
-    blocking = blocking_gets_by_thread(monkeypatch)
-    det = SimDetectorV34("ad:", name="typed")
-    wrong = ImagePlugin("ad:HDF1:", name="wrong")
-    try:
-        det.wait_for_connection(timeout=15)
-        det.image.wait_for_connection(timeout=15)      # lazy: built when first touched
-        wait_for(lambda: det.hdf1._misconfigured is False and det.image._misconfigured is False,
-                 timeout=10, message="HDF1 and image1 confirmed as what their classes expect")
-        wait_for(lambda: wrong._misconfigured is True, timeout=10,
-                 message="an image plugin class on the HDF5 plugin's prefix noticed")
-    finally:
-        det.destroy()
-        wrong.destroy()
-        if not was_installed:
-            bulk_metadata.uninstall()
-    assert [pv for thread, pv in blocking if thread == "monitor"] == []
+    check must still happen: a plugin pointed at the wrong prefix is noticed.  Each
+    in a fresh process, as at a load: a PV another object holds connects at once,
+    and ophyd's connection-time callbacks then race with its subscriptions (ophyd's
+    ``stage()`` runs the check itself if its callback was missed); and a monitor
+    made right after the same PV's last one was destroyed can miss its first
+    update (the eleventh session's note)."""
+    from test_deferred_imports import run_fresh
+    right, wrong = run_fresh(PLUGIN_TYPES, "right"), run_fresh(PLUGIN_TYPES, "wrong")
+    assert right["checked"], "HDF1 and image1 not confirmed as what their classes expect"
+    assert wrong["checked"], "an image plugin class on the HDF5 plugin's prefix not noticed"
+    assert right["blocking"] == [] and wrong["blocking"] == []
 
 
 def test_unwritable_path_makes_staging_fail_with_the_ioc_message(ad_ioc):

@@ -408,3 +408,35 @@ def test_devices_destroyed_while_their_metadata_is_fetched_do_not_crash_the_proc
                              capture_output=True, text=True, timeout=180)
         assert out.returncode == 0 and "survived" in out.stdout, \
             f"attempt {attempt}: exit status {out.returncode}\n{out.stderr[-2000:]}"
+
+
+RESUBSCRIBE = """
+import json, os, sys, time
+import ophyd          # first, as in a load: pyepics then uses epicscorelibs' libca
+from ophyd import EpicsSignalRO
+from loader import bulk_metadata
+bulk_metadata.install()
+missed = 0
+for i in range(int(sys.argv[2])):
+    old = EpicsSignalRO(sys.argv[1], name=f"old{i}", auto_monitor=True)
+    old.wait_for_connection(timeout=10)
+    old.destroy()               # as a reload drops a device ...
+    new = EpicsSignalRO(sys.argv[1], name=f"new{i}", auto_monitor=True)   # ... and rebuilds it
+    deadline = time.monotonic() + 2
+    while new._read_pv._args.get("timestamp") is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    missed += new._read_pv._args.get("timestamp") is None
+    new.destroy()
+print(json.dumps({"missed": missed}))
+os._exit(0)
+"""
+
+
+def test_a_new_monitor_on_an_idle_client_gets_its_first_update(softioc):
+    """libca sends a queued request only when someone flushes, and pyepics does not
+    flush after subscribing: with nothing else going on in the client (a device
+    rebuilt by a reload, a lazy component touched after the load), a new monitor
+    sat unsent and its first update never came (6 to 8 of 30 here, against EPICS's
+    own softIoc and our simulated IOCs alike).  Fresh process: the only client."""
+    from test_deferred_imports import run_fresh
+    assert run_fresh(RESUBSCRIBE, "sx:ao5", "30")["missed"] == 0
