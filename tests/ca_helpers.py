@@ -66,9 +66,9 @@ def monitor_thread_held() -> Iterator[threading.Event]:
         gate.set()
 
 
-def blocking_gets_by_thread(monkeypatch) -> list[tuple[str, str]]:
+def record_blocking_gets() -> list[tuple[str, str]]:
     """``(thread name, PV name)`` of every blocking pyepics get from now on (the list
-    fills as they happen): ophyd's monitor thread must never be one of them."""
+    fills as they happen), for the rest of the process (a fresh one)."""
     gets: list[tuple[str, str]] = []
     real_get = epics.ca.get_with_metadata
 
@@ -77,5 +77,12 @@ def blocking_gets_by_thread(monkeypatch) -> list[tuple[str, str]]:
             gets.append((threading.current_thread().name, epics.ca.name(chid)))
         return real_get(chid, *args, **kwargs)
 
-    monkeypatch.setattr(epics.ca, "get_with_metadata", get_with_metadata)
+    epics.ca.get_with_metadata = get_with_metadata
     return gets
+
+
+def blocking_gets_by_thread(monkeypatch) -> list[tuple[str, str]]:
+    """As :func:`record_blocking_gets` until the test ends: ophyd's monitor thread
+    must never be one of the threads."""
+    monkeypatch.setattr(epics.ca, "get_with_metadata", epics.ca.get_with_metadata)  # undone at teardown
+    return record_blocking_gets()

@@ -156,19 +156,14 @@ def test_trigger_rate_is_reported(adsimdet, capsys):
 
 
 PLUGIN_TYPES = """
-import json, os, sys, threading, time
+import json, os, sys, time
 import ophyd
-import epics.ca
 from loader import bulk_metadata
 from loader.devices.area_detector import ImagePlugin, SimDetectorV34
+sys.path.insert(0, sys.argv[2])
+from ca_helpers import record_blocking_gets
 bulk_metadata.install()                 # the PV class of a load
-gets = []
-real_get = epics.ca.get_with_metadata
-
-def get_with_metadata(chid, *args, **kwargs):
-    if kwargs.get("wait", True):
-        gets.append((threading.current_thread().name, epics.ca.name(chid)))
-    return real_get(chid, *args, **kwargs)
+gets = record_blocking_gets()
 
 def settled(predicate, timeout=10):
     deadline = time.monotonic() + timeout
@@ -176,7 +171,6 @@ def settled(predicate, timeout=10):
         time.sleep(0.02)
     return predicate()
 
-epics.ca.get_with_metadata = get_with_metadata
 if sys.argv[1] == "right":
     det = SimDetectorV34("ad:", name="typed")
     det.wait_for_connection(timeout=15)
@@ -203,7 +197,8 @@ def test_plugin_types_are_checked_without_a_blocking_read(ad_ioc):
     made right after the same PV's last one was destroyed can miss its first
     update (the eleventh session's note)."""
     from test_deferred_imports import run_fresh
-    right, wrong = run_fresh(PLUGIN_TYPES, "right"), run_fresh(PLUGIN_TYPES, "wrong")
+    tests = str(Path(__file__).parent)
+    right, wrong = run_fresh(PLUGIN_TYPES, "right", tests), run_fresh(PLUGIN_TYPES, "wrong", tests)
     assert right["checked"], "HDF1 and image1 not confirmed as what their classes expect"
     assert wrong["checked"], "an image plugin class on the HDF5 plugin's prefix not noticed"
     assert right["blocking"] == [] and wrong["blocking"] == []

@@ -293,18 +293,11 @@ def test_a_plain_ophyd_motor_loaded_makes_no_blocking_get_on_the_monitor_thread(
 
 
 WHOLE_LOAD = """
-import json, os, sys, threading, time
+import json, os, sys, time
 from loader import load_beamline
-import epics.ca
-gets = []
-real_get = epics.ca.get_with_metadata
-
-def get_with_metadata(chid, *args, **kwargs):
-    if kwargs.get("wait", True):
-        gets.append((threading.current_thread().name, epics.ca.name(chid)))
-    return real_get(chid, *args, **kwargs)
-
-epics.ca.get_with_metadata = get_with_metadata
+sys.path.insert(0, sys.argv[2])
+from ca_helpers import record_blocking_gets
+gets = record_blocking_gets()
 bl = load_beamline("training", session=False, timeout=30)
 time.sleep(float(sys.argv[1]))
 print(json.dumps({"failed": [r.name for r in bl.status().failed],
@@ -323,7 +316,8 @@ def test_a_whole_load_makes_no_blocking_get_on_ophyds_callback_threads(gp_ioc, a
     cache, as at a beamline's start) loads every device of the training beamline
     and lives on for a few seconds of monitor updates: none may block those threads."""
     from test_deferred_imports import run_fresh
-    out = run_fresh(WHOLE_LOAD, "3", env={**os.environ, "BEAMLINE_DATA_DIR": str(tmp_path)})
+    out = run_fresh(WHOLE_LOAD, "3", str(Path(__file__).parent),
+                    env={**os.environ, "BEAMLINE_DATA_DIR": str(tmp_path)})
     assert out["failed"] == []
     assert out["blocking"] == []
 
