@@ -156,32 +156,25 @@ def test_trigger_rate_is_reported(adsimdet, capsys):
 
 
 PLUGIN_TYPES = """
-import json, os, sys, time
+import json, os, sys
 import ophyd
 from loader import bulk_metadata
 from loader.devices.area_detector import ImagePlugin, SimDetectorV34
 sys.path.insert(0, sys.argv[2])
-from ca_helpers import record_blocking_gets
+from ca_helpers import record_blocking_gets, wait_for
 bulk_metadata.install()                 # the PV class of a load
 gets = record_blocking_gets()
-
-def settled(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return predicate()
-
 if sys.argv[1] == "right":
     det = SimDetectorV34("ad:", name="typed")
     det.wait_for_connection(timeout=15)
     det.image.wait_for_connection(timeout=15)      # lazy: built when first touched
-    out = {"checked": settled(lambda: det.hdf1._misconfigured is False
-                              and det.image._misconfigured is False)}
+    wait_for(lambda: det.hdf1._misconfigured is False and det.image._misconfigured is False,
+             timeout=10, message="HDF1 and image1 confirmed as what their classes expect")
 else:
     wrong = ImagePlugin("ad:HDF1:", name="wrong")
-    out = {"checked": settled(lambda: wrong._misconfigured is True)}
-out["blocking"] = [pv for thread, pv in gets if thread == "monitor"]
-print(json.dumps(out))
+    wait_for(lambda: wrong._misconfigured is True, timeout=10,
+             message="an image plugin class on the HDF5 plugin's prefix noticed")
+print(json.dumps({"blocking": [pv for thread, pv in gets if thread == "monitor"]}))
 os._exit(0)
 """
 
@@ -198,10 +191,8 @@ def test_plugin_types_are_checked_without_a_blocking_read(ad_ioc):
     update (the eleventh session's note)."""
     from test_deferred_imports import run_fresh
     tests = str(Path(__file__).parent)
-    right, wrong = run_fresh(PLUGIN_TYPES, "right", tests), run_fresh(PLUGIN_TYPES, "wrong", tests)
-    assert right["checked"], "HDF1 and image1 not confirmed as what their classes expect"
-    assert wrong["checked"], "an image plugin class on the HDF5 plugin's prefix not noticed"
-    assert right["blocking"] == [] and wrong["blocking"] == []
+    for plugin in ("right", "wrong"):       # each check waits for ophyd's verdict (or fails)
+        assert run_fresh(PLUGIN_TYPES, plugin, tests)["blocking"] == [], plugin
 
 
 def test_unwritable_path_makes_staging_fail_with_the_ioc_message(ad_ioc):

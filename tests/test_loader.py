@@ -312,9 +312,10 @@ def test_a_whole_load_makes_no_blocking_get_on_ophyds_callback_threads(gp_ioc, a
     up all of them for a round trip, or a timeout while an IOC is slow or going
     away.  Device classes do this from callbacks that ``get()`` a signal whose
     value no monitor has brought (ophyd's motor limits and plugin type check,
-    apstools' IOC statistics, each fixed on its own).  A fresh process (PVs not yet in pyepics'
-    cache, as at a beamline's start) loads every device of the training beamline
-    and lives on for a few seconds of monitor updates: none may block those threads."""
+    apstools' IOC statistics, each fixed on its own).  A fresh process (PVs not yet
+    in pyepics' cache, as at a beamline's start) loads every device of the training
+    beamline and lives on for a few seconds of monitor updates: none may block
+    those threads."""
     from test_deferred_imports import run_fresh
     out = run_fresh(WHOLE_LOAD, "3", str(Path(__file__).parent),
                     env={**os.environ, "BEAMLINE_DATA_DIR": str(tmp_path)})
