@@ -6,6 +6,7 @@ A device that fails at any step is left out and listed with its reason.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -22,6 +23,7 @@ from .epics_env import apply_epics_defaults
 from .gc_pause import collect_dropped, gc_paused
 from .happi_db import select_items
 from .instantiate import build_all
+from .one_cpu import on_one_cpu
 from .problems import ConfigError
 from .setup_runner import SetupContext, available_actions, run_setups
 from .validation import Report, validate
@@ -265,6 +267,11 @@ class Beamline(Mapping):
 
     def _sync(self, strict: bool = False) -> dict[str, list[str]]:
         """Make the loaded set match the database: the heart of load and reload."""
+        with contextlib.ExitStack() as scope:
+            return self._sync_within(scope, strict)
+
+    def _sync_within(self, scope: contextlib.ExitStack, strict: bool) -> dict[str, list[str]]:
+        """:meth:`_sync`; what ``scope`` holds ends with it."""
         t_start = time.monotonic()
         self.timings = {}
         report = self._validate()
@@ -276,6 +283,8 @@ class Beamline(Mapping):
         apply_epics_defaults(self.config.get("epics"))
         items, invalid = self._selected(report)
         self.timings["validate"] = time.monotonic() - t_start
+        # from here on the work is shared out between threads on one GIL (see loader/one_cpu.py)
+        scope.enter_context(on_one_cpu((self.config.get("load") or {}).get("one_cpu", True)))
 
         wanted = {item.name: item for item in items}
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}

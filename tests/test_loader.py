@@ -323,6 +323,47 @@ def test_a_whole_load_makes_no_blocking_get_on_ophyds_callback_threads(gp_ioc, a
     assert out["blocking"] == []
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and at least two CPUs")
+@pytest.mark.parametrize("one_cpu", [True, False])
+def test_a_load_shares_one_cpu_while_it_lasts_and_then_gives_every_thread_its_cpus_back(
+        gp_ioc, tmp_path, one_cpu):
+    """loader/one_cpu.py: while a load builds and connects, the threads of the process
+    share one CPU (its work is on one GIL; BENCHMARKS.md); after it no thread is left
+    there, neither the caller's nor those the load started; ``load: {one_cpu: false}``
+    leaves every thread where it was.  A thread older than the load watches its own CPUs."""
+    import threading
+
+    from test_one_cpu import cpus_of_every_thread
+    own = os.sched_getaffinity(0)
+    cfg, _ = copy_config(tmp_path, labels=["motor"])
+    config = yaml.safe_load(cfg.read_text())
+    config["load"]["one_cpu"] = one_cpu
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    seen, stop = [], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(len(os.sched_getaffinity(0)))
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        bl = load_beamline("training", config=cfg, session=False, timeout=30)
+        left_behind = {tid: cpus for tid, cpus in cpus_of_every_thread().items() if cpus != own}
+    finally:
+        stop.set()
+        watcher.join(5)
+    try:
+        assert len(bl.devices) == 16 and all(row.ok for row in bl.status())
+        assert (1 in seen) is one_cpu, f"CPUs the watcher was allowed during the load: {sorted(set(seen))}"
+        assert left_behind == {}, "threads left on fewer CPUs after the load (kernel id: CPUs)"
+    finally:
+        for dev in bl.devices.values():
+            dev.destroy()
+
+
 def test_reload_adds_and_removes_entries(gp_ioc, tmp_path):
     import happi
     cfg, db = copy_config(tmp_path, labels=["motor"])
