@@ -16,7 +16,8 @@ gets back the CPUs it had, and a thread started during the load (the batcher,
 a new circuit's libca threads) the CPUs the loading thread had.  Linux only
 (``os.sched_setaffinity``); elsewhere, or where only one CPU is allowed
 anyway, nothing changes.  ``load: {one_cpu: false}`` in the beamline's YAML
-turns it off, e.g. on a host whose CPUs are all kept busy by other work.
+turns it off, e.g. on a host whose CPUs are all kept busy by other work.  A
+process started during the load would keep the one CPU (a load starts none).
 """
 from __future__ import annotations
 
