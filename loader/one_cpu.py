@@ -42,6 +42,17 @@ def thread_ids() -> list[int]:
         return []
 
 
+def cpus_of_every_thread() -> dict[int, set[int]]:
+    """Kernel thread id -> the CPUs it may run on, for every thread of this process."""
+    cpus = {}
+    for tid in thread_ids():
+        try:
+            cpus[tid] = os.sched_getaffinity(tid)
+        except OSError:       # the thread ended meanwhile
+            pass
+    return cpus
+
+
 def current_cpu() -> int | None:
     """The CPU the calling thread runs on (``processor``, field 39 of its stat)."""
     try:
@@ -75,12 +86,9 @@ def on_one_cpu(enabled: bool = True) -> Iterator[int | None]:
     before: dict[int, set[int]] = {}
     try:
         for _ in range(2):        # a thread started while the first pass ran is caught by the second
-            for tid in thread_ids():
+            for tid, cpus in cpus_of_every_thread().items():
                 if tid not in before:
-                    try:
-                        before[tid] = os.sched_getaffinity(tid)
-                    except OSError:      # the thread ended meanwhile
-                        continue
+                    before[tid] = cpus
                     _set(tid, {cpu})
         yield cpu
     finally:

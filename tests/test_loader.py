@@ -15,6 +15,7 @@ from ca_helpers import blocking_gets_by_thread, monitor_thread_held, wait_for
 from loader import load_beamline
 from loader.beamline import READY, BeamlineLoadError
 from loader.cli import main
+from test_one_cpu import needs_two_cpus
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = {1: "timebase", 2: "I0", 3: "scint", 4: "diode", 5: "I00", 11: "roi1", 12: "roi2"}
@@ -323,8 +324,7 @@ def test_a_whole_load_makes_no_blocking_get_on_ophyds_callback_threads(gp_ioc, a
     assert out["blocking"] == []
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs Linux and at least two CPUs")
+@needs_two_cpus
 @pytest.mark.parametrize("one_cpu", [True, False])
 def test_a_load_shares_one_cpu_while_it_lasts_and_then_gives_every_thread_its_cpus_back(
         gp_ioc, tmp_path, one_cpu):
@@ -334,7 +334,7 @@ def test_a_load_shares_one_cpu_while_it_lasts_and_then_gives_every_thread_its_cp
     leaves every thread where it was.  A thread older than the load watches its own CPUs."""
     import threading
 
-    from test_one_cpu import cpus_of_every_thread
+    from loader.one_cpu import cpus_of_every_thread
     own = os.sched_getaffinity(0)
     cfg, _ = copy_config(tmp_path, labels=["motor"])
     config = yaml.safe_load(cfg.read_text())

@@ -9,21 +9,13 @@ import threading
 
 import pytest
 
-from loader.one_cpu import on_one_cpu, thread_ids
+from loader.one_cpu import cpus_of_every_thread, on_one_cpu, supported
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+# (test_loader's load test skips on the same condition)
+needs_two_cpus = pytest.mark.skipif(
+    not supported() or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux and at least two CPUs to move threads between")
-
-
-def cpus_of_every_thread() -> dict[int, set[int]]:
-    masks = {}
-    for tid in thread_ids():
-        try:
-            masks[tid] = os.sched_getaffinity(tid)
-        except OSError:       # ended meanwhile
-            pass
-    return masks
+pytestmark = needs_two_cpus
 
 
 class ParkedThread:
