@@ -47,11 +47,13 @@ class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
         self._target = None      # the setpoint the done-check compares with
         self._commanded = None   # the target of the move under way, until it is done
         self._last_readback = None   # as the last readback monitor gave it
+        self._tolerance_known = False    # its first monitor has come: get() reads no PV
         # a monitor's done-check (old target) must not straddle a new move's
         # "not done": it would finish the new move at once, far from its target
         self._done_lock = threading.RLock()
         self.readback.subscribe(self._update_done, run=False)
         self.setpoint.subscribe(self._setpoint_changed, run=False)
+        self.tolerance.subscribe(self._tolerance_changed, run=False)
 
     @property
     def inposition(self) -> bool:
@@ -69,17 +71,24 @@ class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
             self._target = value
             self._update_done()
 
+    def _tolerance_changed(self, **kwargs) -> None:
+        with self._done_lock:
+            self._tolerance_known = True
+            self._update_done()
+
     def _update_done(self, value=None, **kwargs) -> None:
-        """The done-check, at every readback (``value``) and setpoint monitor.  It runs
-        on ophyd's one monitor thread, so it reads nothing over Channel Access: a
-        round trip there holds every device's monitors, a whole timeout while the
-        IOC does not answer.  The readback and target are the monitors' values, the
-        tolerance a monitored signal."""
+        """The done-check, at every readback (``value``), setpoint and tolerance
+        monitor.  It runs on ophyd's one monitor thread, so it reads nothing over
+        Channel Access: a round trip there holds every device's monitors, a whole
+        timeout while the IOC does not answer.  The readback and target are the
+        monitors' values, the tolerance a monitored signal, read only once its own
+        first update has come (before that, ``get()`` is a Channel Access read:
+        seen in a load whose readback update came first)."""
         with self._done_lock:
             if value is not None:
                 self._last_readback = value
-            if self._last_readback is None or self._target is None:
-                return       # the other one's first monitor checks
+            if self._last_readback is None or self._target is None or not self._tolerance_known:
+                return       # the last of the three first monitors checks
             try:
                 in_position = self._within_tolerance(self._last_readback, self._target)
             except Exception:        # not connected yet
