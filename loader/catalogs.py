@@ -32,6 +32,10 @@ class CatalogNotFound(KeyError):
     """No YAML file in ``catalogs/`` declares a source of that name."""
 
 
+#: intake driver names of databroker's file-backed (msgpack) catalog
+MSGPACK_DRIVERS = frozenset({"bluesky-msgpack-catalog", "databroker._drivers.msgpack.BlueskyMsgpackCatalog"})
+
+
 def declared_sources(catalog_dir: Path = CATALOG_DIR) -> dict[str, Path]:
     """Source name -> the YAML file declaring it, for every ``catalogs/*.yml``."""
     import yaml
@@ -56,6 +60,39 @@ def current_data_dir(name: str = "training") -> Path:
     if name in _session_dirs:
         return _session_dirs[name]
     return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser().resolve()
+
+
+def declared_runs_directory(name: str = "training", data_dir: str | os.PathLike | None = None) -> Path | None:
+    """Where the file-backed catalog ``name`` reads its runs, from its YAML alone.
+
+    Why: intake resolves every driver of a catalog file when it parses it, which
+    imports databroker, xarray and pandas (1-2 s); the catalog writer needs only
+    the directory, at a session's first run.  ``None`` unless the source is
+    databroker's msgpack driver with one ``paths`` pattern made of plain
+    ``{{ data_dir }}``/``{{ CATALOG_DIR }}`` placeholders and an absolute result:
+    anything else is for intake itself to render (:func:`open_catalog`).
+    """
+    from . import templates
+    sources = declared_sources()
+    if name not in sources:
+        raise CatalogNotFound(f"no catalog {name!r} in {CATALOG_DIR} (found: {sorted(sources)})")
+    import yaml
+    with open(sources[name]) as f:
+        source = ((yaml.safe_load(f) or {}).get("sources") or {}).get(name) or {}
+    paths = (source.get("args") or {}).get("paths")
+    if source.get("driver") not in MSGPACK_DRIVERS or not isinstance(paths, list) or len(paths) != 1:
+        return None
+    fields = {"CATALOG_DIR": str(sources[name].parent)}
+    if "data_dir" in (source.get("parameters") or {}):      # as open_catalog passes it
+        directory = Path(data_dir).expanduser().resolve() if data_dir else current_data_dir(name)
+        fields["data_dir"] = str(directory)
+    try:
+        pattern = templates.fill(paths[0], fields)
+    except templates.TemplateError:
+        return None
+    if not isinstance(pattern, str) or not os.path.isabs(pattern):
+        return None
+    return Path(os.path.dirname(pattern))
 
 
 def runs_directory(data_dir: str | os.PathLike) -> Path:
@@ -107,6 +144,21 @@ class DeferredCatalog(MadeAtFirstUse):
 
     open = MadeAtFirstUse.made          # the catalog (opened now if it was not yet)
     opened = MadeAtFirstUse.is_made
+
+    @property
+    def name(self) -> str:
+        """The catalog's name in ``catalogs/`` (read without opening it)."""
+        return self._name
+
+    def files_directory(self) -> Path | None:
+        """The directory a file-backed catalog reads its runs from (``None`` for any
+        other kind); from the YAML while the catalog is not open yet."""
+        if not self.is_made:
+            declared = declared_runs_directory(self._name, self._data_dir)
+            if declared is not None:
+                return declared
+        paths = getattr(self.made(), "paths", None)
+        return Path(os.path.dirname(paths[0])) if paths else None
 
     def __getitem__(self, key: Any) -> Any:
         return self.made()[key]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,6 +98,21 @@ def test_open_catalog_follows_the_data_directory(tmp_path):
         catalogs.open_catalog("no_such_catalog")
 
 
+def test_the_writer_finds_the_directory_intake_would_read(tmp_path, monkeypatch):
+    """The catalog writer reads where its runs go from the YAML (without intake,
+    which imports databroker to parse it): the same directory intake renders."""
+    for data_dir in (tmp_path / "a", tmp_path / "with space"):
+        rendered = catalogs.open_catalog("training", data_dir).paths[0]
+        assert catalogs.declared_runs_directory("training", data_dir) == Path(os.path.dirname(rendered))
+    monkeypatch.setattr(catalogs, "_session_dirs", {})      # no session's directory: the environment's
+    monkeypatch.setenv(catalogs.DATA_DIR_ENV, str(tmp_path / "from_env"))
+    assert catalogs.declared_runs_directory("training") == tmp_path / "from_env" / catalogs.RUNS_SUBDIR
+    assert catalogs.declared_runs_directory("training_mongo") is None      # not file-backed
+    deferred = catalogs.DeferredCatalog("training", tmp_path / "b")
+    assert deferred.files_directory() == catalogs.runs_directory(tmp_path / "b")
+    assert not deferred.opened
+
+
 DEFERRED_CATALOG = """
 import sys
 from loader import load_beamline
@@ -104,17 +120,20 @@ import bluesky.plans as bp
 bl = load_beamline("training", labels=["motor", "simulator"])
 print("databroker imported at start:", "databroker" in sys.modules)
 uid, = bl.RE(bp.count([bl["noisy"]], num=2))
+print("databroker imported by the first run:", "databroker" in sys.modules)
 print("runs:", len(bl.cat), "events:", len(bl.cat[uid].primary.read()["noisy"]))
 import os; os._exit(0)
 """
 
 
 def test_session_opens_its_catalog_at_first_use(gp_ioc, tmp_path):
-    """Starting a session does not import databroker (~0.5 s); the first run and
-    the first look at ``bl.cat`` open it, and nothing recorded is missed."""
+    """Neither starting a session nor recording its first run imports databroker
+    (1-2 s, paid at the first scan until the writer found its directory in the
+    YAML); the first look at ``bl.cat`` opens it, and nothing recorded is missed."""
     env = dict(os.environ, BEAMLINE_DATA_DIR=str(tmp_path / "data"))
     out = subprocess.run([sys.executable, "-c", DEFERRED_CATALOG], env=env, capture_output=True,
                          text=True, timeout=180, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "databroker imported at start: False" in out.stdout
+    assert "databroker imported by the first run: False" in out.stdout
     assert "runs: 1 events: 2" in out.stdout

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import event_model
 
+from ..catalogs import DeferredCatalog
+
 logger = logging.getLogger(__name__)
 
 STAGING = ".incomplete"
@@ -110,10 +112,13 @@ def catalog_writer(beamline, min_free_mb: float | None = None, **options: Any) -
     ``min_free_mb``: a run does not start unless the catalog's file system has that
     much free (file-backed catalogs; see :mod:`loader.storage_guard`)."""
     def target():
-        cat = beamline.cat      # a DeferredCatalog opens here, at the first run
-        paths = getattr(cat, "paths", None)
-        if paths:  # file-backed (msgpack) catalog: write where it reads
-            directory = Path(os.path.dirname(paths[0]))
+        cat = beamline.cat
+        if isinstance(cat, DeferredCatalog):    # not opened for this (see declared_runs_directory)
+            directory = cat.files_directory()
+        else:
+            paths = getattr(cat, "paths", None)
+            directory = Path(os.path.dirname(paths[0])) if paths else None
+        if directory is not None:  # file-backed (msgpack) catalog: write where it reads
             logger.info("catalog %r: runs written to %s", getattr(cat, "name", "?"), directory)
             return staged_msgpack_writer(directory, flush=options.get("flush", True)), directory
         return cat.v1.insert, None
