@@ -1,6 +1,7 @@
 """The ``adsimdet`` ophyd device against the simulated ``ad:`` IOC: files, resources, runs."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -193,6 +194,55 @@ def test_plugin_types_are_checked_without_a_blocking_read(ad_ioc):
     tests = str(Path(__file__).parent)
     for plugin in ("right", "wrong"):       # each check waits for ophyd's verdict (or fails)
         assert run_fresh(PLUGIN_TYPES, plugin, tests)["blocking"] == [], plugin
+
+
+def test_a_trigger_stored_while_the_last_one_finishes_is_not_lost(adsimdet):
+    """Acquire's 1 -> 0 edge finishes the trigger's status on ophyd's monitor thread;
+    the scan then stores its next trigger's status, possibly before that thread has
+    gone on.  The interleaving is forced here: the next status is stored from inside
+    ``set_finished`` (where the scan's thread can run).  ophyd's own handler cleared
+    ``_status`` after finishing, erasing the new one: that frame never finished and
+    the scan hung (2 of 7 runs of 100 frames)."""
+    from ophyd.status import DeviceStatus
+    after = DeviceStatus(adsimdet)
+
+    class ScanGoesOnInBetween(DeviceStatus):
+        def set_finished(self):
+            super().set_finished()
+            adsimdet._status = after            # the next trigger(), from the scan's thread
+
+    adsimdet._status = ScanGoesOnInBetween(adsimdet)
+    adsimdet._acquire_changed(old_value=1, value=0)
+    adsimdet._acquire_changed(old_value=1, value=0)     # the next frame's edge
+    after.wait(timeout=5)
+    assert after.success
+
+
+FIRST_STAGE = """
+import json, os
+from epics import ca
+from loader import load_beamline
+bl = load_beamline("training", labels=["area_detector"], strict=True)
+made = []
+create_channel = ca.create_channel
+ca.create_channel = lambda name, *a, **k: made.append(name) or create_channel(name, *a, **k)
+det = bl["adsimdet"]
+det.stage()
+det.trigger().wait(10)
+det.unstage()
+print(json.dumps({"made_at_stage": made}))
+os._exit(0)
+"""
+
+
+def test_the_first_frame_after_a_load_opens_no_channel(gp_ioc, ad_ioc, tmp_path):
+    """Everything staging and a trigger read or set is connected by the load, with
+    the rest of the beamline: the first scan of a session no longer connects ~40
+    lazy PVs one busy-polled connection at a time before its first frame (0.5-1 s).
+    In a fresh process, as a session's first scan: no other object holds them yet."""
+    from test_deferred_imports import run_fresh
+    out = run_fresh(FIRST_STAGE, env=dict(os.environ, BEAMLINE_DATA_DIR=str(tmp_path / "data")))
+    assert out["made_at_stage"] == [], "add these to SimDetectorV34.MADE_WITH_DEVICE"
 
 
 def test_unwritable_path_makes_staging_fail_with_the_ioc_message(ad_ioc):

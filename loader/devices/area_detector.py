@@ -17,6 +17,7 @@ the same files (equal when IOC and session share a file system).  Both may hold
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -80,6 +81,17 @@ class PluginTypeMonitored(PluginBase):
         super()._plugin_type_connected(connected=connected, **kwargs)
 
 
+class SimDetectorCam(SimDetectorCam_V34):
+    """apstools' cam, with the two signals every trigger reads monitored.
+
+    Why: ophyd's ``ADTriggerStatus`` reads ``array_counter`` and ``num_images``
+    when each trigger starts; unmonitored, each was a blocking Channel Access read
+    (a busy-polled round trip, ~3-4 ms) in every frame of a scan."""
+
+    array_counter = monitored(SimDetectorCam_V34.array_counter)
+    num_images = monitored(SimDetectorCam_V34.num_images)
+
+
 class ImagePlugin(PluginTypeMonitored, ImagePlugin_V34):
     """ophyd's image plugin, type-checked without a blocking read."""
 
@@ -95,6 +107,8 @@ class HDF5FileStorePlugin(FileStoreHDF5IterativeWrite, PluginTypeMonitored, HDF5
 
     CAPTURE_TIMEOUT = 10.0
     capture = ADComponent(EpicsSignalWithRBV, "Capture", write_timeout=CAPTURE_TIMEOUT)
+    # read by ophyd's DetectorBase.generate_datum at every trigger (see SimDetectorCam)
+    enable = monitored(HDF5Plugin_V34.enable)
 
     def stage(self):
         if not AD_plugin_primed(self):
@@ -112,7 +126,25 @@ class HDF5FileStorePlugin(FileStoreHDF5IterativeWrite, PluginTypeMonitored, HDF5
 class SimDetectorV34(SingleTrigger_V34, SimDetector):
     """ADSimDetector as a bluesky detector: one frame per trigger, written to HDF5."""
 
-    cam = ADComponent(SimDetectorCam_V34, "cam1:")
+    #: Lazy signals that staging reads or sets (stage_sigs, ophyd's asyn port check,
+    #: the HDF5 writer's primed check and path check), priming sets and a trigger reads.  Made with
+    #: the device, so that the load connects them with everything else; otherwise
+    #: the first scan connected them one at a time (pyepics' busy-polled connect,
+    #: ~25 ms each: 35 of the 43 PVs, 0.5-1 s before its first frame).
+    #: ``tests/test_area_detector.py`` fails if staging needs a channel not made here.
+    MADE_WITH_DEVICE = (
+        "cam.acquire", "cam.acquire_period", "cam.acquire_time", "cam.array_callbacks", "cam.array_counter",
+        "cam.array_size.array_size_x", "cam.array_size.array_size_y", "cam.array_size.array_size_z",
+        "cam.color_mode", "cam.data_type", "cam.image_mode", "cam.num_images", "cam.port_name",
+        "cam.sim_mode", "cam.trigger_mode",
+        "image.blocking_callbacks", "image.enable", "image.nd_array_port", "image.port_name",
+        "hdf1.array_counter", "hdf1.array_size.depth", "hdf1.array_size.height", "hdf1.array_size.width",
+        "hdf1.auto_increment", "hdf1.auto_save", "hdf1.blocking_callbacks", "hdf1.capture", "hdf1.color_mode", "hdf1.data_type", "hdf1.enable", "hdf1.file_name",
+        "hdf1.file_number", "hdf1.file_path", "hdf1.file_path_exists", "hdf1.file_template",
+        "hdf1.file_write_mode", "hdf1.nd_array_port", "hdf1.num_capture", "hdf1.port_name",
+    )
+
+    cam = ADComponent(SimDetectorCam, "cam1:")
     image = ADComponent(ImagePlugin, "image1:")
     hdf1 = ADComponent(HDF5FileStorePlugin, "HDF1:",
                        write_path_template=DEFAULT_PATH_TEMPLATE,
@@ -126,6 +158,8 @@ class SimDetectorV34(SingleTrigger_V34, SimDetector):
         self.hdf1.read_path_template = read_path_template or write_path_template
         self.read_attrs = ["hdf1"]
         self.cam.stage_sigs["num_images"] = 1      # one frame per trigger, whatever the IOC had
+        for dotted in self.MADE_WITH_DEVICE:
+            functools.reduce(getattr, dotted.split("."), self)
 
     def trigger(self):
         """Start one acquisition; the status finishes when AcquireBusy returns to Done.
@@ -141,3 +175,18 @@ class SimDetectorV34(SingleTrigger_V34, SimDetector):
         self._acquisition_signal.put(1, wait=False)
         self.generate_datum(self._image_name, time.time(), {})
         return status
+
+    def _acquire_changed(self, value=None, old_value=None, **kwargs):
+        """Finish the trigger's status when Acquire falls from 1 to 0.
+
+        ``SingleTrigger._acquire_changed`` finishes the status and only then clears
+        ``self._status``, on ophyd's monitor thread.  Finishing it lets the scan go
+        on to its next trigger, which can store its new status in between: the
+        clear then erased it, and that frame's status never finished (the scan
+        hung, 2 of 7 runs of 100 frames once ``trigger`` stopped making blocking
+        reads).  The status is taken out first and finished after.
+        """
+        if old_value == 1 and value == 0:
+            status, self._status = self._status, None
+            if status is not None:
+                status.set_finished()
