@@ -130,7 +130,7 @@ class SimDetectorV34(SingleTrigger_V34, SimDetector):
     #: the HDF5 writer's primed check and path check), priming sets and a trigger reads.  Made with
     #: the device, so that the load connects them with everything else; otherwise
     #: the first scan connected them one at a time (pyepics' busy-polled connect,
-    #: ~25 ms each: 35 of the 43 PVs, 0.5-1 s before its first frame).
+    #: ~25 ms each: 35 of these 61 channels, 0.5-1 s before its first frame).
     #: ``tests/test_area_detector.py`` fails if staging needs a channel not made here.
     MADE_WITH_DEVICE = (
         "cam.acquire", "cam.acquire_period", "cam.acquire_time", "cam.array_callbacks", "cam.array_counter",
