@@ -37,6 +37,11 @@ def table(results: dict) -> str:
     if det:
         lines += ["", f"detector: {det['frames_per_s']:.1f} frames/s written (1024x1024 into HDF5, catalogued run; "
                   f"target >= 20), read back {det['read_mb_per_s']:.0f} MB/s (target >= 100)"]
+        once = [f"{label} {_s(det[key])}" for key, label in (
+            ("best_effort_first_use_s", "the BestEffortCallback (matplotlib)"),
+            ("catalog_open_s", "opening the catalog to read (databroker's drivers)")) if key in det]
+        if once:
+            lines.append("timed on their own, once a process: " + "; ".join(once))
     ref = results.get("reference")
     if ref:
         lines += ["", f"| reference IOC: EPICS softIoc, {ref['records']} calcout records "
