@@ -218,6 +218,26 @@ def test_a_trigger_stored_while_the_last_one_finishes_is_not_lost(adsimdet):
     assert after.success
 
 
+def test_a_frame_that_never_ends_fails_its_trigger_in_bounded_time(adsimdet, monkeypatch):
+    """A trigger whose acquisition the IOC never ends (here: switched to Continuous
+    after staging) fails with a timeout after its exposures plus the margin,
+    instead of holding the scan for ever."""
+    from ophyd.utils.errors import StatusTimeoutError
+    monkeypatch.setattr(SimDetectorV34, "TRIGGER_MARGIN", 1.0)
+    adsimdet.stage()
+    adsimdet.cam.image_mode.put("Continuous", wait=True)
+    t0 = time.monotonic()
+    status = adsimdet.trigger()
+    try:
+        with pytest.raises(StatusTimeoutError):
+            status.wait(timeout=20)
+        assert time.monotonic() - t0 < 10
+    finally:
+        adsimdet.cam.acquire.put(0, wait=True)
+    assert adsimdet.frame_timeout() == pytest.approx(1.0 + max(adsimdet.cam.acquire_time.get(),
+                                                               adsimdet.cam.acquire_period.get()))
+
+
 FIRST_STAGE = """
 import json, os
 from epics import ca

@@ -90,6 +90,9 @@ class SimDetectorCam(SimDetectorCam_V34):
 
     array_counter = monitored(SimDetectorCam_V34.array_counter)
     num_images = monitored(SimDetectorCam_V34.num_images)
+    # and the two the trigger's time limit is computed from (SimDetectorV34.frame_timeout)
+    acquire_time = monitored(SimDetectorCam_V34.acquire_time)
+    acquire_period = monitored(SimDetectorCam_V34.acquire_period)
 
 
 class ImagePlugin(PluginTypeMonitored, ImagePlugin_V34):
@@ -161,16 +164,28 @@ class SimDetectorV34(SingleTrigger_V34, SimDetector):
         for dotted in self.MADE_WITH_DEVICE:
             functools.reduce(getattr, dotted.split("."), self)
 
-    def trigger(self):
-        """Start one acquisition; the status finishes when AcquireBusy returns to Done.
+    #: seconds a trigger may take beyond its exposures before it fails
+    TRIGGER_MARGIN = 30.0
 
-        Same as ``SingleTrigger.trigger`` but returns the status it created: a fast
-        detector can finish (and clear ``self._status``) before that method returns.
+    def frame_timeout(self) -> float:
+        """How long one trigger may take: its exposures, plus :attr:`TRIGGER_MARGIN`."""
+        cam = self.cam
+        per_image = max(cam.acquire_time.get() or 0.0, cam.acquire_period.get() or 0.0)
+        return per_image * max(1, cam.num_images.get() or 1) + self.TRIGGER_MARGIN
+
+    def trigger(self):
+        """Start one acquisition; the status finishes when Acquire returns to 0.
+
+        Same as ``SingleTrigger.trigger`` but returns the status it created (a fast
+        detector can finish, and clear ``self._status``, before that method returns),
+        and the status fails after :meth:`frame_timeout` (``StatusTimeoutError``)
+        instead of waiting for ever: a scan stops with an error when the IOC never
+        ends the acquisition (restarted, or left in Continuous mode).
         """
         if self._staged != Staged.yes:
             raise RuntimeError("This detector is not ready to trigger. "
                                "Call the stage() method before triggering.")
-        status = self._status_type(self)
+        status = self._status_type(self, timeout=self.frame_timeout())
         self._status = status
         self._acquisition_signal.put(1, wait=False)
         self.generate_datum(self._image_name, time.time(), {})
@@ -188,5 +203,5 @@ class SimDetectorV34(SingleTrigger_V34, SimDetector):
         """
         if old_value == 1 and value == 0:
             status, self._status = self._status, None
-            if status is not None:
+            if status is not None and not status.done:     # (done: it timed out)
                 status.set_finished()
