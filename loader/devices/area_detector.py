@@ -82,11 +82,12 @@ class PluginTypeMonitored(PluginBase):
 
 
 class SimDetectorCam(SimDetectorCam_V34):
-    """apstools' cam, with the two signals every trigger reads monitored.
+    """apstools' cam, with the four signals every trigger reads monitored.
 
     Why: ophyd's ``ADTriggerStatus`` reads ``array_counter`` and ``num_images``
-    when each trigger starts; unmonitored, each was a blocking Channel Access read
-    (a busy-polled round trip, ~3-4 ms) in every frame of a scan."""
+    when each trigger starts, and :meth:`SimDetectorV34.frame_timeout` the
+    exposure settings; unmonitored, each was a blocking Channel Access read (a
+    busy-polled round trip, ~3-4 ms) in every frame of a scan."""
 
     array_counter = monitored(SimDetectorCam_V34.array_counter)
     num_images = monitored(SimDetectorCam_V34.num_images)
@@ -130,21 +131,24 @@ class SimDetectorV34(SingleTrigger_V34, SimDetector):
     """ADSimDetector as a bluesky detector: one frame per trigger, written to HDF5."""
 
     #: Lazy signals that staging reads or sets (stage_sigs, ophyd's asyn port check,
-    #: the HDF5 writer's primed check and path check), priming sets and a trigger reads.  Made with
-    #: the device, so that the load connects them with everything else; otherwise
-    #: the first scan connected them one at a time (pyepics' busy-polled connect,
-    #: ~25 ms each: 35 of these 61 channels, 0.5-1 s before its first frame).
-    #: ``tests/test_area_detector.py`` fails if staging needs a channel not made here.
+    #: the HDF5 writer's primed check and path check), priming sets and a trigger
+    #: reads.  Made with the device, so that the load connects them with everything
+    #: else; otherwise the first scan connected them one at a time (pyepics'
+    #: busy-polled connect, ~25 ms each: 35 of these 61 channels, 0.5-1 s before its
+    #: first frame).  ``test_the_first_frame_after_a_load_opens_no_channel``
+    #: (tests/test_ad_device.py) fails if a first frame needs a channel not made here.
     MADE_WITH_DEVICE = (
-        "cam.acquire", "cam.acquire_period", "cam.acquire_time", "cam.array_callbacks", "cam.array_counter",
-        "cam.array_size.array_size_x", "cam.array_size.array_size_y", "cam.array_size.array_size_z",
-        "cam.color_mode", "cam.data_type", "cam.image_mode", "cam.num_images", "cam.port_name",
-        "cam.sim_mode", "cam.trigger_mode",
+        "cam.acquire", "cam.acquire_period", "cam.acquire_time", "cam.array_callbacks",
+        "cam.array_counter", "cam.array_size.array_size_x", "cam.array_size.array_size_y",
+        "cam.array_size.array_size_z", "cam.color_mode", "cam.data_type", "cam.image_mode",
+        "cam.num_images", "cam.port_name", "cam.sim_mode", "cam.trigger_mode",
         "image.blocking_callbacks", "image.enable", "image.nd_array_port", "image.port_name",
-        "hdf1.array_counter", "hdf1.array_size.depth", "hdf1.array_size.height", "hdf1.array_size.width",
-        "hdf1.auto_increment", "hdf1.auto_save", "hdf1.blocking_callbacks", "hdf1.capture", "hdf1.color_mode", "hdf1.data_type", "hdf1.enable", "hdf1.file_name",
-        "hdf1.file_number", "hdf1.file_path", "hdf1.file_path_exists", "hdf1.file_template",
-        "hdf1.file_write_mode", "hdf1.nd_array_port", "hdf1.num_capture", "hdf1.port_name",
+        "hdf1.array_counter", "hdf1.array_size.depth", "hdf1.array_size.height",
+        "hdf1.array_size.width", "hdf1.auto_increment", "hdf1.auto_save",
+        "hdf1.blocking_callbacks", "hdf1.capture", "hdf1.color_mode", "hdf1.data_type",
+        "hdf1.enable", "hdf1.file_name", "hdf1.file_number", "hdf1.file_path",
+        "hdf1.file_path_exists", "hdf1.file_template", "hdf1.file_write_mode",
+        "hdf1.nd_array_port", "hdf1.num_capture", "hdf1.port_name",
     )
 
     cam = ADComponent(SimDetectorCam, "cam1:")
