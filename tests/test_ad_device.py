@@ -261,7 +261,14 @@ def test_the_first_frame_after_a_load_opens_no_channel(gp_ioc, ad_ioc, tmp_path)
     lazy PVs one busy-polled connection at a time before its first frame (0.5-1 s).
     In a fresh process, as a session's first scan: no other object holds them yet."""
     from test_deferred_imports import run_fresh
-    out = run_fresh(FIRST_STAGE, env=dict(os.environ, BEAMLINE_DATA_DIR=str(tmp_path / "data")))
+    try:
+        out = run_fresh(FIRST_STAGE, env=dict(os.environ, BEAMLINE_DATA_DIR=str(tmp_path / "data")))
+    finally:
+        # the load's ad_peak_simulation set gp:userCalc9/10 dithering the spot; they
+        # run in the gp: IOC after the process: stopped, as the IOC's other users expect
+        for record in ("gp:userCalc9", "gp:userCalc10"):
+            assert epics.caput(f"{record}.SCAN", "Passive", wait=True, timeout=10) == 1
+            assert epics.caput(f"{record}.OUTN", "", wait=True, timeout=10) == 1
     assert out["made_at_stage"] == [], "add these to SimDetectorV34.MADE_WITH_DEVICE"
 
 
