@@ -36,16 +36,29 @@ class CatalogNotFound(KeyError):
 MSGPACK_DRIVERS = frozenset({"bluesky-msgpack-catalog", "databroker._drivers.msgpack.BlueskyMsgpackCatalog"})
 
 
-def declared_sources(catalog_dir: Path = CATALOG_DIR) -> dict[str, Path]:
-    """Source name -> the YAML file declaring it, for every ``catalogs/*.yml``."""
+def _declarations(catalog_dir: Path = CATALOG_DIR) -> dict[str, tuple[Path, dict]]:
+    """Source name -> (the YAML file declaring it, its entry), for every ``catalogs/*.yml``."""
     import yaml
-    found: dict[str, Path] = {}
+    found: dict[str, tuple[Path, dict]] = {}
     for path in sorted(catalog_dir.glob("*.yml")):
         with open(path) as f:
             doc = yaml.safe_load(f) or {}
-        for name in (doc.get("sources") or {}):
-            found.setdefault(name, path)
+        for name, source in (doc.get("sources") or {}).items():
+            found.setdefault(name, (path, source if isinstance(source, dict) else {}))
     return found
+
+
+def declared_sources(catalog_dir: Path = CATALOG_DIR) -> dict[str, Path]:
+    """Source name -> the YAML file declaring it, for every ``catalogs/*.yml``."""
+    return {name: path for name, (path, _) in _declarations(catalog_dir).items()}
+
+
+def _declaration(name: str) -> tuple[Path, dict]:
+    """The YAML file declaring source ``name`` and its entry; ``CatalogNotFound`` if none."""
+    found = _declarations()
+    if name not in found:
+        raise CatalogNotFound(f"no catalog {name!r} in {CATALOG_DIR} (found: {sorted(found)})")
+    return found[name]
 
 
 def use_data_dir(data_dir: str | os.PathLike, name: str = "training") -> Path:
@@ -73,16 +86,11 @@ def declared_runs_directory(name: str = "training", data_dir: str | os.PathLike 
     anything else is for intake itself to render (:func:`open_catalog`).
     """
     from . import templates
-    sources = declared_sources()
-    if name not in sources:
-        raise CatalogNotFound(f"no catalog {name!r} in {CATALOG_DIR} (found: {sorted(sources)})")
-    import yaml
-    with open(sources[name]) as f:
-        source = ((yaml.safe_load(f) or {}).get("sources") or {}).get(name) or {}
+    yaml_path, source = _declaration(name)
     paths = (source.get("args") or {}).get("paths")
     if source.get("driver") not in MSGPACK_DRIVERS or not isinstance(paths, list) or len(paths) != 1:
         return None
-    fields = {"CATALOG_DIR": str(sources[name].parent)}
+    fields = {"CATALOG_DIR": str(yaml_path.parent)}
     if "data_dir" in (source.get("parameters") or {}):      # as open_catalog passes it
         directory = Path(data_dir).expanduser().resolve() if data_dir else current_data_dir(name)
         fields["data_dir"] = str(directory)
@@ -108,14 +116,12 @@ def open_catalog(name: str = "training", data_dir: str | os.PathLike | None = No
     every run file.
     """
     import intake
-    sources = declared_sources()
-    if name not in sources:
-        raise CatalogNotFound(f"no catalog {name!r} in {CATALOG_DIR} (found: {sorted(sources)})")
+    yaml_path, _ = _declaration(name)
     directory = Path(data_dir).expanduser().resolve() if data_dir else current_data_dir(name)
     key = (name, str(directory))
     with _lock:
         if key not in _cache:
-            entry = intake.open_catalog(str(sources[name])).walk(depth=1)[name]
+            entry = intake.open_catalog(str(yaml_path)).walk(depth=1)[name]
             parameters = {p["name"] for p in entry.describe().get("user_parameters", [])}
             kwargs = {"data_dir": str(directory)} if "data_dir" in parameters else {}
             _cache[key] = entry(**kwargs)
@@ -157,8 +163,7 @@ class DeferredCatalog(MadeAtFirstUse):
             declared = declared_runs_directory(self._name, self._data_dir)
             if declared is not None:
                 return declared
-        paths = getattr(self.made(), "paths", None)
-        return Path(os.path.dirname(paths[0])) if paths else None
+        return files_directory(self.made())
 
     def __getitem__(self, key: Any) -> Any:
         return self.made()[key]
@@ -172,6 +177,15 @@ class DeferredCatalog(MadeAtFirstUse):
     def __len__(self) -> int:
         # iterating re-reads the run directory; intake's own len() can be stale
         return sum(1 for _ in self.made())
+
+
+def files_directory(cat: Any) -> Path | None:
+    """The directory a file-backed catalog ``cat`` (open, or a :class:`DeferredCatalog`)
+    reads its runs from, where the catalog writer writes; ``None`` for any other kind."""
+    if isinstance(cat, DeferredCatalog):
+        return cat.files_directory()
+    paths = getattr(cat, "paths", None)
+    return Path(os.path.dirname(paths[0])) if paths else None
 
 
 def __getattr__(name: str):

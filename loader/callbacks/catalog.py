@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import event_model
 
-from ..catalogs import DeferredCatalog
+from ..catalogs import files_directory
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +113,7 @@ def catalog_writer(beamline, min_free_mb: float | None = None, **options: Any) -
     much free (file-backed catalogs; see :mod:`loader.storage_guard`)."""
     def target():
         cat = beamline.cat
-        if isinstance(cat, DeferredCatalog):    # not opened for this (see declared_runs_directory)
-            directory = cat.files_directory()
-        else:
-            paths = getattr(cat, "paths", None)
-            directory = Path(os.path.dirname(paths[0])) if paths else None
+        directory = files_directory(cat)     # a DeferredCatalog is not opened for it
         if directory is not None:  # file-backed (msgpack) catalog: write where it reads
             logger.info("catalog %r: runs written to %s", getattr(cat, "name", "?"), directory)
             return staged_msgpack_writer(directory, flush=options.get("flush", True)), directory
