@@ -22,10 +22,19 @@ def _search(port: int, name: str, sequence: int) -> list:
     request = ca.Broadcaster(our_role=ca.CLIENT).send(
         version, ca.SearchRequest(name=name, cid=77, version=13))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(5)
+        sock.settimeout(0.5)
         sock.bind(("127.0.0.1", 0))
-        sock.sendto(request, ("127.0.0.1", port))
-        data, address = sock.recvfrom(65536)
+        # sent again until answered, as libca does: a softIoc whose TCP port already
+        # answers (the fixture's readiness check) may not have bound its UDP port yet
+        for _ in range(10):
+            sock.sendto(request, ("127.0.0.1", port))
+            try:
+                data, address = sock.recvfrom(65536)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise TimeoutError(f"no search reply from 127.0.0.1:{port} in 5 s")
     return ca.Broadcaster(our_role=ca.CLIENT).recv(data, address)
 
 
