@@ -169,16 +169,16 @@ def test_a_move_is_not_finished_by_a_check_against_the_old_setpoint(temperature)
     wait_for(lambda: temperature.done.get() and temperature.inposition, timeout=5,
              message="settled at 20")
     inside, release = threading.Event(), threading.Event()
-    tolerance_get = temperature.tolerance.get
+    within_tolerance = temperature._within_tolerance
 
-    def held_get(*args, **kwargs):     # hold the first monitor-thread check midway
-        value = tolerance_get(*args, **kwargs)
+    def held_check(*args):     # hold the first monitor-thread check midway
+        result = within_tolerance(*args)
         if threading.current_thread() is not threading.main_thread() and not inside.is_set():
             inside.set()
             release.wait(5)
-        return value
+        return result
 
-    temperature.tolerance.get = held_get
+    temperature._within_tolerance = held_check
     try:
         assert inside.wait(5), "no readback update checked the position"
         threading.Timer(0.5, release.set).start()
@@ -186,7 +186,7 @@ def test_a_move_is_not_finished_by_a_check_against_the_old_setpoint(temperature)
         status.wait(30)
     finally:
         release.set()
-        del temperature.tolerance.get
+        del temperature._within_tolerance
     assert status.success
     assert abs(temperature.readback.get() - 23) <= temperature.tolerance.get()
 

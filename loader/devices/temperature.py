@@ -47,7 +47,7 @@ class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
         self._target = None      # the setpoint the done-check compares with
         self._commanded = None   # the target of the move under way, until it is done
         self._last_readback = None   # as the last readback monitor gave it
-        self._tolerance_known = False    # its first monitor has come: get() reads no PV
+        self._last_tolerance = None  # as the last tolerance monitor gave it
         # a monitor's done-check (old target) must not straddle a new move's
         # "not done": it would finish the new move at once, far from its target
         self._done_lock = threading.RLock()
@@ -59,10 +59,11 @@ class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
     def inposition(self) -> bool:
         """True when the readback is within tolerance of the setpoint."""
         target = self.setpoint.get() if self._target is None else self._target
-        return self._within_tolerance(self.readback.get(), target)
+        return self._within_tolerance(self.readback.get(), target, self.tolerance.get())
 
-    def _within_tolerance(self, readback: float, target: float) -> bool:
-        return abs(readback - target) <= self.tolerance.get()
+    @staticmethod
+    def _within_tolerance(readback: float, target: float, tolerance: float) -> bool:
+        return abs(readback - target) <= tolerance
 
     def _setpoint_changed(self, value=None, **kwargs) -> None:
         with self._done_lock:
@@ -71,28 +72,25 @@ class SwaitTemperature(BoundedMove, MoveDoneGuard, PVPositioner):
             self._target = value
             self._update_done()
 
-    def _tolerance_changed(self, **kwargs) -> None:
+    def _tolerance_changed(self, value=None, **kwargs) -> None:
         with self._done_lock:
-            self._tolerance_known = True
+            self._last_tolerance = value
             self._update_done()
 
     def _update_done(self, value=None, **kwargs) -> None:
         """The done-check, at every readback (``value``), setpoint and tolerance
         monitor.  It runs on ophyd's one monitor thread, so it reads nothing over
         Channel Access: a round trip there holds every device's monitors, a whole
-        timeout while the IOC does not answer.  The readback and target are the
-        monitors' values, the tolerance a monitored signal, read only once its own
-        first update has come (before that, ``get()`` is a Channel Access read:
-        seen in a load whose readback update came first)."""
+        timeout while the IOC does not answer.  The readback, target and tolerance
+        are the values their monitors brought.  (The tolerance's ``get()`` is a
+        Channel Access read until ophyd has its metadata, which may come after its
+        first update: seen in a load against an IOC that answers in bursts.)"""
         with self._done_lock:
             if value is not None:
                 self._last_readback = value
-            if self._last_readback is None or self._target is None or not self._tolerance_known:
+            if self._last_readback is None or self._target is None or self._last_tolerance is None:
                 return       # the last of the three first monitors checks
-            try:
-                in_position = self._within_tolerance(self._last_readback, self._target)
-            except Exception:        # not connected yet
-                return
+            in_position = self._within_tolerance(self._last_readback, self._target, self._last_tolerance)
             if in_position and self._commanded is not None:
                 self._commanded = None
             if in_position != self.done.get():
