@@ -289,6 +289,17 @@ def test_the_done_check_reads_nothing_over_channel_access(temperature, monkeypat
         return real_read(chid, *args, **kwargs)
 
     monkeypatch.setattr(ca, "get_with_metadata", counted)
+    # nor asks the tolerance signal: until ophyd has its metadata (which may come
+    # after its first update) that get() is a Channel Access read
+    tolerance_gets = []
+    real_tolerance_get = temperature.tolerance.get
+
+    def tolerance_get(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            tolerance_gets.append(threading.current_thread().name)
+        return real_tolerance_get(*args, **kwargs)
+
+    monkeypatch.setattr(temperature.tolerance, "get", tolerance_get)
     updates = []
     temperature.readback.subscribe(lambda value, **kw: updates.append(value), run=False)
     wait_for(lambda: len(updates) >= 5, timeout=5, message="readback updates")
@@ -296,3 +307,4 @@ def test_the_done_check_reads_nothing_over_channel_access(temperature, monkeypat
     status.wait(30)
     assert status.success and temperature.done.get()
     assert reads == [], f"the done-check read over Channel Access on {sorted(set(reads))}"
+    assert tolerance_gets == [], f"the done-check called tolerance.get() on {sorted(set(tolerance_gets))}"
