@@ -21,11 +21,12 @@ over everything pending, it looks only at requests with an answer.  ophyd then
 receives the same metadata dictionary, through the same callback, in its own
 utility thread (limits, precision, units and enum strings are all kept).
 
-It also mends two pyepics races: a get tried while the IOC was away stays
+It also mends three pyepics races: a get tried while the IOC was away stays
 "pending" for ever, so the device never comes back after its IOC restarts (see
-``BulkMetadataPV._resend_lost_gets``); and a signal that joins a PV another
+``BulkMetadataPV._resend_lost_gets``); a signal that joins a PV another
 signal already holds, while that PV is connecting, can miss the connection for
-good (see :func:`get_pv`).
+good (see :func:`get_pv`); and a PV that connects while it is being made can be
+left asking for a type pyepics cannot read (see ``BulkMetadataPV._mend_request_type``).
 
 The hooks are ``epics.pv.default_pv_class`` (the PV class ``epics.get_pv`` builds,
 which ophyd's shim itself sets in ``setup()``) and ``ophyd.cl.get_pv`` (which
@@ -291,7 +292,24 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         self._bulk_in_flight = 0
         self._bulk_delivered = 0
         super().__init__(*args, **kwargs)
+        self._mend_request_type()
         self.connection_callbacks.append(self._resend_lost_gets)
+
+    def _mend_request_type(self) -> None:
+        """pyepics' constructor works out ``ftype`` (the type every get asks for) from
+        the channel's field type before the channel has connected, and stores it last.
+        A channel whose connection handler ran in between had the handler's right type
+        overwritten with a wrong one (-1 promoted: a TIME double became 13, which
+        pyepics cannot read), and every get of the PV failed until it reconnected.
+        Once the constructor is done, the type is worked out again if the handler has run."""
+        with self._subscribers_lock:        # (the handler holds it)
+            if not self.connected or self.chid is None:
+                return                      # the handler, still to come, sets it
+            native = ca.field_type(self.chid)
+            if native >= 0:
+                self.ftype = ca.promote_fieldtype(native, use_ctrl=self.form == "ctrl",
+                                                  use_time=self.form == "time")
+                self._args["type"] = dbr.Name(self.ftype).lower()
 
     def _PV__on_connect(self, *args, **kwargs):
         """pyepics' connection handler (``PV.__on_connect``), under the subscribers lock."""

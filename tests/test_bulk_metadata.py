@@ -254,6 +254,42 @@ def test_a_signal_joining_a_pv_while_it_connects_still_connects(softioc, bulk, m
     assert second.get() == 45.0
 
 
+def test_a_pv_that_connects_while_it_is_made_can_still_be_read(softioc, bulk, monkeypatch):
+    """pyepics' constructor works out the PV's request type from the channel's field
+    type before the channel has connected (-1: a TIME double becomes type 13, which
+    pyepics cannot read), and stores it last.  A channel whose connection handler
+    ran in between had the right type overwritten, and every read of that signal
+    failed ("Get failed; unknown type: 13") until it reconnected: one motor in ~300
+    through plain happi in the bench.  The test holds the constructor inside that
+    window until the handler has run; the PV, the IOC and the signal are real."""
+    pvname = "sx:ao43"
+    main = threading.current_thread()
+    connected = threading.Event()
+    promote_type = epics.ca.promote_type
+
+    def promote_type_late(chid, **kwargs):
+        ftype = promote_type(chid, **kwargs)
+        if threading.current_thread() is main and epics.ca.name(chid) == pvname:
+            assert connected.wait(10), "the PV did not connect"
+        return ftype
+
+    on_connect = bulk_metadata.BulkMetadataPV._PV__on_connect
+
+    def on_connect_noted(pv, *args, **kwargs):
+        result = on_connect(pv, *args, **kwargs)
+        if pv.pvname == pvname and pv.connected:
+            connected.set()
+        return result
+
+    monkeypatch.setattr(epics.ca, "promote_type", promote_type_late)
+    monkeypatch.setattr(bulk_metadata.BulkMetadataPV, "_PV__on_connect", on_connect_noted)
+    sig = EpicsSignalRO(pvname, name="ao43")
+    sig.wait_for_connection(timeout=10)
+    monkeypatch.undo()
+    assert sig._read_pv.ftype == dbr.TIME_DOUBLE
+    assert sig.get(use_monitor=False) == 43.0
+
+
 def test_a_read_before_the_metadata_came_waits_for_the_batcher(softioc, bulk, monkeypatch):
     """A monitor callback that reads a sibling signal during the load (the
     temperature's done-check, apstools' IocStats) reaches ophyd's
