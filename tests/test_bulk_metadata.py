@@ -258,7 +258,8 @@ def test_a_pv_that_connects_while_it_is_made_can_still_be_read(softioc, bulk, mo
     """pyepics' constructor works out the PV's request type from the channel's field
     type before the channel has connected (-1: a TIME double becomes type 13, which
     pyepics cannot read), and stores it last.  A channel whose connection handler
-    ran in between had the right type overwritten, and every read of that signal
+    ran in between had the right type overwritten, and every pyepics read of it
+    (``epics.caget`` in the session, the first read of a monitor pyepics makes)
     failed ("Get failed; unknown type: 13") until it reconnected: one motor in ~300
     through plain happi in the bench.  The test holds the constructor inside that
     window until the handler has run; the PV, the IOC and the signal are real."""
@@ -286,8 +287,10 @@ def test_a_pv_that_connects_while_it_is_made_can_still_be_read(softioc, bulk, mo
     sig = EpicsSignalRO(pvname, name="ao43")
     sig.wait_for_connection(timeout=10)
     monkeypatch.undo()
+    assert sig.get(use_monitor=False) == 43.0     # (ophyd names the type it asks for)
+    # pyepics' own reads ask for the PV's type: caget in the same session shares the PV
+    assert epics.caget(pvname, timeout=5) == 43.0
     assert sig._read_pv.ftype == dbr.TIME_DOUBLE
-    assert sig.get(use_monitor=False) == 43.0
 
 
 def test_a_read_before_the_metadata_came_waits_for_the_batcher(softioc, bulk, monkeypatch):
