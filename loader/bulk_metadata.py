@@ -300,7 +300,9 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         the channel's field type before the channel has connected, and stores it last.
         A channel whose connection handler ran in between had the handler's right type
         overwritten with a wrong one (-1 promoted: a TIME double became 13, which
-        pyepics cannot read), and every get of the PV failed until it reconnected.
+        pyepics cannot read), and every get asking for the PV's own type (pyepics'
+        ``get()`` without a form: ``epics.caget`` in the session) failed until it
+        reconnected.  ophyd names the type it asks for, so its reads were not hit.
         Once the constructor is done, the type is worked out again if the handler has run."""
         with self._subscribers_lock:        # (the handler holds it)
             if not self.connected or self.chid is None:
