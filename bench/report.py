@@ -36,7 +36,9 @@ def table(results: dict) -> str:
     det = results.get("detector_rate")
     if det:
         lines += ["", f"detector: {det['frames_per_s']:.1f} frames/s written (1024x1024 into HDF5, catalogued run; "
-                  f"target >= 20), read back {det['read_mb_per_s']:.0f} MB/s (target >= 100)"]
+                  f"target >= 20), read back {det['read_mb_per_s']:.0f} MB/s (target >= 100)"
+                  + (f"; a second run read after it: {det['read_again_mb_per_s']:.0f} MB/s"
+                     if "read_again_mb_per_s" in det else "")]
         once = [f"{label} {_s(det[key])}" for key, label in (
             ("best_effort_first_use_s", "the BestEffortCallback (matplotlib)"),
             ("catalog_open_s", "opening the catalog to read (databroker's drivers)")) if key in det]
