@@ -128,21 +128,25 @@ def _context_class():
                     self._flush_scheduled = True
                     asyncio.get_running_loop().call_soon(self._flush_soon)
                 return
-            await self.client.send(self._take_outbox())
+            self._write_outbox()
+            await self.client.send(b"")     # caproto's send of nothing: its drain, under its lock
 
-        def _take_outbox(self) -> bytes:
-            data = b"".join(self._outbox)
-            self._outbox.clear()
-            self._outbox_bytes = 0
-            return data
+        def _write_outbox(self) -> None:
+            """Write what the outbox holds, taken and written in one step.  Taken before
+            waiting for caproto's send lock (a slow client's full buffers), replies were
+            overtaken by those held back after them and flushed meanwhile."""
+            if self._outbox:
+                data = b"".join(self._outbox)
+                self._outbox.clear()
+                self._outbox_bytes = 0
+                self.client.writer.write(data)
 
         def _flush_soon(self) -> None:
             self._flush_scheduled = False
-            if self._outbox:
-                try:
-                    self.client.writer.write(self._take_outbox())
-                except Exception:       # the circuit is closing: its reader handles that
-                    pass
+            try:
+                self._write_outbox()
+            except Exception:       # the circuit is closing: its reader handles that
+                pass
 
         async def _cull_subscriptions(self, db_entry, func):
             # every subscription func can match is on db_entry: the command's channel

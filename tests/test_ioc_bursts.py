@@ -107,3 +107,51 @@ def test_one_clients_burst_does_not_hold_up_another_client(gp_ioc):
     finally:
         busy.close()
         other.close()
+
+
+def test_replies_held_back_keep_their_order_behind_a_slow_client():
+    """Replies are held back while the circuit has requests queued, and sent at the
+    next pass of the event loop at the latest.  While another send waits for a slow
+    client (its TCP buffers full), a reply that was already taken for sending waits
+    for it too: the held-back replies after it must not overtake it (a newer monitor
+    update before an older one leaves the client with the older value).  The IOC's
+    own circuit class on a real loopback socket; the client reads nothing until the
+    end, and the queued request is only a placeholder (nothing handles it)."""
+    import asyncio
+
+    from caproto.asyncio.utils import _TransportWrapper
+
+    from iocs.server import _context_class
+
+    async def scenario() -> bytes:
+        received = bytearray()
+        slow_client_reads = asyncio.Event()
+
+        async def slow_client(reader, writer):
+            await slow_client_reads.wait()
+            while data := await reader.read(1 << 20):
+                received.extend(data)
+
+        server = await asyncio.start_server(slow_client, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+        circuit = _context_class().CircuitClass(
+            ca.VirtualCircuit(our_role=ca.SERVER, address=("127.0.0.1", 0), priority=0),
+            _TransportWrapper(reader, writer), None)
+        big = asyncio.create_task(circuit._send_buffers(b"B" * (16 << 20)))  # fills the buffers
+        await asyncio.sleep(0.2)
+        assert not big.done(), "the client's buffers did not fill"
+        older = asyncio.create_task(circuit._send_buffers(b"older"))   # taken, waits for the big one
+        await asyncio.sleep(0)
+        circuit.command_queue.put_nowait(object())                      # more requests queued
+        await circuit._send_buffers(b"newer")                           # held back
+        await asyncio.sleep(0.1)                                        # a pass of the event loop
+        slow_client_reads.set()
+        await asyncio.wait_for(asyncio.gather(big, older), TIMEOUT)
+        writer.close()
+        await asyncio.sleep(0.2)
+        server.close()
+        return bytes(received)
+
+    received = asyncio.run(scenario())
+    assert received.count(b"older") == 1 and received.count(b"newer") == 1
+    assert received.index(b"older") < received.index(b"newer"), f"sent as ...{received[-20:]!r}"
