@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, MutableMapping
 
-from . import connection_requirements, deferred_imports, libca_path
+from . import connection_requirements, deferred_imports, libca_path, xarray_pint
 from .classes import import_classes
 from .config import find_config
 from .connect import connect_all, devices_of
@@ -316,6 +316,7 @@ class Beamline(Mapping):
         t0 = time.monotonic()
         libca_path.point_pyepics_at_libca()     # ophyd's import then skips setuptools
         deferred_imports.defer()
+        xarray_pint.install()                   # if databroker is imported already
         with deferred_imports.lending_names():
             classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
         for cls in classes.values():

@@ -125,7 +125,9 @@ def open_catalog(name: str = "training", data_dir: str | os.PathLike | None = No
             parameters = {p["name"] for p in entry.describe().get("user_parameters", [])}
             kwargs = {"data_dir": str(directory)} if "data_dir" in parameters else {}
             _cache[key] = entry(**kwargs)
-        return _cache[key]
+    from . import xarray_pint
+    xarray_pint.install()           # the first read does not import pint just to rule it out
+    return _cache[key]
 
 
 class DeferredCatalog(MadeAtFirstUse):

@@ -19,7 +19,13 @@ The packages in :data:`SUBMODULES_ALONE` instead let a submodule be imported
 without them: apstools subclasses ``openpyxl.utils.exceptions.InvalidFileException``
 at import, and ``openpyxl.utils`` needs nothing from openpyxl's ``__init__``,
 which imports the whole library.  A module below a package can be deferred with
-its parents (``epicscorelibs.path.pyepics``, :mod:`loader.libca_path`).  Each
+its parents (``epicscorelibs.path.pyepics``, :mod:`loader.libca_path`).
+apstools' own ``apstools.devices`` and ``apstools.synApps`` (:data:`EXPORTED`,
+0.2 s, ~50 device modules) are deferred too: a name read from one of them
+(``apstools.synApps.SwaitRecord``, ``from apstools.devices import ...``) is taken
+from the one submodule the package's ``__init__`` imports it from, read from its
+source (:mod:`loader.package_exports`), and only a name not found so (``dir()``,
+``__all__``) imports the package itself.  Each
 package names the submodules imported or deferred below it, as the import system
 does.  Nothing changes for code that uses these libraries, except when the
 import cost is paid.
@@ -33,7 +39,9 @@ lent as a :class:`LentName`, which imports the module when it is first used;
 outside that window the same import gives the real object, as always.  A call
 made at import only to set the module's own options (apstools:
 ``pd.set_option("display.max_rows", None)``, :data:`REPLAYED`) is made on the
-real module as soon as it is imported.
+real module as soon as it is imported.  xarray's check for pint arrays, at a
+session's first read of data, is answered without importing pint while it is
+deferred (:mod:`loader.xarray_pint`).
 """
 from __future__ import annotations
 
@@ -48,17 +56,22 @@ import types
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
+from .package_exports import read_exports
+
 # imported by apstools' package __init__ chain (and networkx by ophyd.areadetector.base),
 # unused until a user asks for them
-DEFERRED = ("pint", "h5py", "openpyxl", "networkx", "pandas", "bluesky.callbacks.best_effort")
+DEFERRED = ("pint", "h5py", "openpyxl", "networkx", "pandas", "bluesky.callbacks.best_effort",
+            "apstools.devices", "apstools.synApps")
 # packages whose submodules are imported without running the package's __init__
 SUBMODULES_ALONE = frozenset({"openpyxl"})
+# packages whose names are taken from the one submodule their __init__ imports each from
+EXPORTED = frozenset({"apstools.devices", "apstools.synApps"})
 # names apstools takes from a deferred module at import but uses only later
 LENT = {"pandas": ("DataFrame",), "bluesky.callbacks.best_effort": ("BestEffortCallback",)}
 # functions apstools calls at import only to set the deferred module's options
 REPLAYED = {"pandas": ("set_option",)}
-# imported before deferring (1 ms, and every session imports it): its best_effort is deferred
-PARENTS_IMPORTED = ("bluesky.callbacks",)
+# imported before deferring (a few ms, and every session imports them): modules below them are deferred
+PARENTS_IMPORTED = ("bluesky.callbacks", "apstools")
 
 logger = logging.getLogger(__name__)
 _lock = threading.RLock()
@@ -145,7 +158,7 @@ class DeferredModule(types.ModuleType):
     """Stands in for a module until it is first used, then forwards to it."""
 
     def __init__(self, spec, submodules_alone: bool = False, lent: Iterable[str] = (),
-                 replayed: Iterable[str] = ()) -> None:
+                 replayed: Iterable[str] = (), exported: bool = False) -> None:
         super().__init__(spec.name)
         # the import system reads __spec__ (and _initializing) of a module found in
         # sys.modules: answered here, without importing; and a parent's __path__
@@ -153,8 +166,9 @@ class DeferredModule(types.ModuleType):
         lent.update((name, ReplayedCall(self, name)) for name in replayed)
         self.__dict__.update(__spec__=spec, __file__=spec.origin, __loader__=spec.loader,
                              __package__=spec.parent, _deferred_real=None,
-                             _deferred_lent=lent, _deferred_calls=[])
-        if submodules_alone and spec.submodule_search_locations is not None:
+                             _deferred_lent=lent, _deferred_calls=[], _deferred_exports=None,
+                             _deferred_exported=exported)
+        if (submodules_alone or exported) and spec.submodule_search_locations is not None:
             self.__dict__["__path__"] = list(spec.submodule_search_locations)
 
     def _deferred_load(self) -> types.ModuleType:
@@ -197,7 +211,30 @@ class DeferredModule(types.ModuleType):
         lent = self.__dict__["_deferred_lent"].get(attr)
         if lent is not None and self.__dict__["_deferred_real"] is None and getattr(_lending, "active", False):
             return lent
+        if self.__dict__["_deferred_exported"] and self.__dict__["_deferred_real"] is None:
+            found = self._from_submodule(attr)
+            if found is not _MISSING:
+                return found
         return getattr(self._deferred_load(), attr)
+
+    def _from_submodule(self, attr: str) -> Any:
+        """``attr`` as the package's ``__init__`` would bind it, from the one submodule
+        it comes from (:mod:`loader.package_exports`); ``_MISSING`` if not known so."""
+        with _lock:
+            exports = self.__dict__["_deferred_exports"]
+            if exports is None:
+                exports = self.__dict__["_deferred_exports"] = read_exports(self.__file__, self.__name__)
+        source = exports.get(attr)
+        if source is None:
+            return _MISSING
+        module_name, name = source
+        try:
+            with lending_names():       # as when the package's __init__ imported it, at a load
+                module = importlib.import_module(module_name)
+            return module if name is None else getattr(module, name)
+        except Exception:   # the package itself, then, with whatever error it raises
+            logger.debug("%s.%s not found in %s alone", self.__name__, attr, module_name, exc_info=True)
+            return _MISSING
 
     def __setattr__(self, attr: str, value: Any) -> None:
         if self.__dict__["_deferred_real"] is None and self._is_submodule(attr, value):
@@ -236,6 +273,7 @@ class _AlreadyImported(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__spec__ = module.__spec__.loader_state[1]
 
 
+_MISSING = object()
 _deferred_names: set[str] = set()
 _finder = _AlreadyImported()
 
@@ -259,7 +297,8 @@ def defer(names: Iterable[str] = DEFERRED,
           submodules_alone: Iterable[str] = SUBMODULES_ALONE,
           lent: dict[str, Iterable[str]] = LENT,
           replayed: dict[str, Iterable[str]] = REPLAYED,
-          parents_imported: Iterable[str] = PARENTS_IMPORTED) -> list[str]:
+          parents_imported: Iterable[str] = PARENTS_IMPORTED,
+          exported: Iterable[str] = EXPORTED) -> list[str]:
     """Put a stand-in in ``sys.modules`` for each of ``names`` that is installed and
     not yet imported; returns the names deferred.  A dotted name is deferred only
     when its parent is imported or deferred (earlier in ``names``): the parent
@@ -267,11 +306,16 @@ def defer(names: Iterable[str] = DEFERRED,
     ``submodules_alone`` let their submodules be imported without themselves;
     ``lent[name]`` are names the stand-in lends within :func:`lending_names`,
     ``replayed[name]`` functions whose calls wait for the real module.
-    ``parents_imported`` are imported first, so that modules below them can be deferred."""
-    submodules_alone = frozenset(submodules_alone)
+    ``parents_imported`` are imported first, so that modules below them can be deferred.
+    A name read from a package among ``exported`` comes from the submodule its
+    ``__init__`` imports it from, without the ``__init__`` (:mod:`loader.package_exports`)."""
+    submodules_alone, exported = frozenset(submodules_alone), frozenset(exported)
     for parent in parents_imported:
         if parent not in sys.modules:
-            importlib.import_module(parent)
+            try:
+                importlib.import_module(parent)
+            except ModuleNotFoundError:
+                continue         # not installed: nothing below it is deferred
     deferred = []
     with _lock:
         for name in names:
@@ -282,7 +326,7 @@ def defer(names: Iterable[str] = DEFERRED,
             if spec is None:
                 continue         # not installed: ``import`` raises as it always did
             sys.modules[name] = DeferredModule(spec, name in submodules_alone, lent.get(name, ()),
-                                               replayed.get(name, ()))
+                                               replayed.get(name, ()), name in exported)
             if parent:   # named on its parent, as the import system names what it imports
                 setattr(sys.modules[parent], name.rpartition(".")[2], sys.modules[name])
             _deferred_names.add(name)

@@ -44,4 +44,4 @@ def point_pyepics_at_libca() -> bool:
     # it had its effect (the variable is set before epics.ca): not worth a warning when
     # the real module is imported later, after epics.ca
     warnings.filterwarnings("ignore", message=f"{MODULE} must be imported before epics.ca")
-    return deferred_imports.defer([PACKAGE, MODULE]) == [PACKAGE, MODULE]
+    return deferred_imports.defer([PACKAGE, MODULE], parents_imported=()) == [PACKAGE, MODULE]

@@ -26,7 +26,8 @@ from loader import load_beamline
 from loader.deferred_imports import is_deferred
 bl = load_beamline("training", labels=["iocstats", "shutters"], session=False)
 out = {"failed": [r.name for r in bl.status().failed],
-       "apstools": "apstools.devices" in sys.modules and "apstools.synApps" in sys.modules,
+       "apstools": [is_deferred("apstools.devices"), is_deferred("apstools.synApps"),
+                    "apstools.devices.lakeshore_controllers" in sys.modules],
        "deferred_after_load": [m for m in ("pint", "h5py", "openpyxl", "networkx") if is_deferred(m)],
        "pint_ran": "pint.util" in sys.modules,
        "setuptools": [m for m in ("setuptools", "pkg_resources") if m in sys.modules]}
@@ -58,6 +59,13 @@ from ophyd.areadetector import base
 graph = base.nx.DiGraph([("SIM1", "HDF1"), ("HDF1", "ROI1")])
 out["ports_downstream"] = sorted(base.nx.descendants(graph, "SIM1"))
 out["deferred_after_use"] = [m for m in ("pint", "h5py", "openpyxl", "networkx") if is_deferred(m)]
+# apstools' device packages themselves: the classes the load built from, the same objects
+import apstools.devices, apstools.synApps
+out["package_names"] = sorted(set(dir(apstools.devices)) & {"SimulatedApsPssShutterWithStatus", "LakeShore336Device"})
+out["same_classes"] = [type(bl["shutter"]) is apstools.devices.SimulatedApsPssShutterWithStatus,
+                       issubclass(type(bl["gp_stats"]), apstools.synApps.IocStatsDevice),
+                       apstools.synApps.iocstats is sys.modules["apstools.synApps.iocstats"],
+                       is_deferred("apstools.devices"), is_deferred("apstools.synApps")]
 print(json.dumps(out))
 import os; os._exit(0)
 """
@@ -65,7 +73,8 @@ import os; os._exit(0)
 
 def test_a_load_leaves_pint_h5py_openpyxl_and_networkx_for_first_use(gp_ioc, tmp_path):
     out = run_fresh(LOAD, str(tmp_path / "x.h5"))
-    assert out["failed"] == [] and out["apstools"]
+    assert out["failed"] == []
+    assert out["apstools"] == [True, True, False]       # their used submodules only
     assert out["deferred_after_load"] == ["pint", "h5py", "openpyxl", "networkx"]
     assert not out["pint_ran"]
     assert out["setuptools"] == []          # loader/libca_path.py
@@ -75,6 +84,8 @@ def test_a_load_leaves_pint_h5py_openpyxl_and_networkx_for_first_use(gp_ioc, tmp
     assert "does not support .csv" in out["read_error"]
     assert out["ports_downstream"] == ["HDF1", "ROI1"]
     assert out["deferred_after_use"] == []
+    assert out["package_names"] == ["LakeShore336Device", "SimulatedApsPssShutterWithStatus"]
+    assert out["same_classes"] == [True, True, True, False, True]   # dir() ran apstools.devices only
 
 
 SUBMODULES = """
@@ -136,6 +147,51 @@ def test_a_package_can_let_its_submodules_be_imported_alone():
     assert "openpyxl.utils.exceptions" in out["imported"] and len(out["imported"]) < 10
     assert out["still_deferred"] is True and out["named"] is True
     assert out["after"] == [False, "module", True, True, True]
+
+
+EXPORTING = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from loader.deferred_imports import defer, is_deferred
+out = {"deferred": defer(["devpkg"], exported=["devpkg"], parents_imported=())}
+import devpkg
+from devpkg import Alpha, renamed, Uses
+out["imported"] = sorted(m for m in sys.modules if m.startswith("devpkg."))
+out["still_deferred"] = is_deferred("devpkg")
+out["values"] = [renamed(), issubclass(Uses, Alpha), devpkg.alpha is sys.modules["devpkg.alpha"]]
+out["rebound"] = devpkg.Twice          # bound again in the __init__: the package itself decides
+real = sys.modules["devpkg"]
+out["after"] = [is_deferred("devpkg"), type(real).__name__, real.RAN, real.Alpha is Alpha,
+                real.alpha is sys.modules["devpkg.alpha"], real.Uses is Uses, devpkg.Beta is real.Beta]
+print(json.dumps(out))
+"""
+
+DEVPKG = {
+    "__init__.py": "from .alpha import Alpha\nfrom .alpha import helper as renamed\n"
+                   "from .uses_package import Uses\nfrom .beta import Beta, Twice\n"
+                   "Twice = 'bound again'\nRAN = True\n",
+    "alpha.py": "class Alpha:\n    pass\n\ndef helper():\n    return 'helped'\n",
+    # takes a name from its package, as apstools' lakeshore_controllers does
+    "uses_package.py": "from . import Alpha\n\nclass Uses(Alpha):\n    pass\n",
+    "beta.py": "class Beta:\n    pass\n\nTwice = 'from beta'\n",
+}
+
+
+def test_a_name_of_an_exporting_package_comes_from_its_one_submodule(tmp_path):
+    """``from apstools.synApps import SwaitRecord`` imports ``swait`` alone; only a
+    name the package's source does not settle runs the package, which then shares
+    the submodules already imported."""
+    package = tmp_path / "devpkg"
+    package.mkdir()
+    for name, text in DEVPKG.items():
+        (package / name).write_text(text)
+    out = run_fresh(EXPORTING, str(tmp_path))
+    assert out["deferred"] == ["devpkg"]
+    assert out["imported"] == ["devpkg.alpha", "devpkg.uses_package"]     # not beta
+    assert out["still_deferred"] is True
+    assert out["values"] == ["helped", True, True]
+    assert out["rebound"] == "bound again"
+    assert out["after"] == [False, "module", True, True, True, True, True]
 
 
 BELOW_A_PACKAGE = """
@@ -342,3 +398,43 @@ def test_a_session_imports_pandas_and_matplotlib_at_first_use(gp_ioc, tmp_path):
     assert out["matplotlib"] is False and out["made_at_load"] is False
     assert out["table"] is True and out["made"] is True and out["apstools_bec"] is True
     assert out["frame"] is True and out["max_rows"] is None
+
+
+XARRAY_PINT = """
+import json, sys
+import numpy as np
+from loader.deferred_imports import defer, is_deferred
+defer(["pint"])
+from loader.catalogs import open_catalog
+cat = open_catalog("training", sys.argv[1])          # imports databroker, xarray
+import xarray
+from xarray.namedarray import pycompat
+from loader import xarray_pint
+out = {"installed": xarray_pint.install(), "type_before": list(pycompat.array_type("pint")),
+       "values": xarray.DataArray(np.arange(3)).to_numpy().tolist(), "deferred": is_deferred("pint")}
+import pint
+length = pint.UnitRegistry().Quantity(np.arange(3.0), "m")      # pint's first use
+out["type_after"] = pycompat.array_type("pint") == (pint.Quantity,) and isinstance(length, pint.Quantity)
+out["version"] = str(pycompat.mod_version("pint")) == pint.__version__
+print(json.dumps(out))
+"""
+
+
+def test_reading_data_does_not_import_pint_to_rule_out_its_arrays(tmp_path):
+    """xarray asks at the first read whether an array is a pint quantity (0.3 s to
+    import pint); until pint is imported none can be, and after it xarray's own
+    check is back.  Fails if a future xarray drops the hook (loader/xarray_pint.py)."""
+    out = run_fresh(XARRAY_PINT, str(tmp_path))
+    assert out == {"installed": True, "type_before": [], "values": [0, 1, 2], "deferred": True,
+                   "type_after": True, "version": True}
+
+
+def test_xarray_keeps_its_own_pint_check_once_pint_is_imported():
+    out = run_fresh("""
+import json
+import pint, xarray
+from loader import xarray_pint
+from xarray.namedarray import pycompat
+print(json.dumps({"installed": xarray_pint.install(), "type": pycompat.array_type("pint") == (pint.Quantity,)}))
+""")
+    assert out == {"installed": False, "type": True}
