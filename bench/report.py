@@ -24,6 +24,9 @@ def table(results: dict) -> str:
         lines.append("loader phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
         lines.append(f"loader / floor = {cold['ratio_to_floor']:.2f}x (target <= 1.6); "
                      f"hand-written / loader = {cold['speedup_vs_handwritten']:.1f}x (target >= 3)")
+        if "ratio_to_floor_by_round" in cold:
+            lines.append(f"the same, round by round (a floor, a load, a hand-written package each): "
+                         f"{cold['ratio_to_floor_by_round']:.2f}x, {cold['speedup_vs_handwritten_by_round']:.1f}x")
     scan = results.get("scan_overhead")
     if scan:
         lines += ["", "| scan overhead (500 points) | bare RunEngine | full session | kept |", "|---|---|---|---|"]

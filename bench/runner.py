@@ -45,11 +45,26 @@ def run_worker(task: str, args: dict[str, Any], env: dict[str, str],
 def median_of(task: str, args: dict[str, Any], env: dict[str, str], repeats: int,
               progress: str = "", cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     """Median of every numeric field over ``repeats`` fresh-process runs."""
-    runs = []
+    return interleaved({"only": (task, args, progress)}, env, repeats, cwd)["only"]
+
+
+def interleaved(tasks: dict[str, tuple[str, dict[str, Any], str]], env: dict[str, str], repeats: int,
+                cwd: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """``{label: median_of(task, args)}`` for ``tasks`` (label -> (task, args, progress)),
+    run in rounds of one process each: figures that are compared then meet the same
+    drift of the machine's speed, not one block of runs each.  Each result also keeps
+    its ``rounds`` (every run's ``seconds``, in order) for ratios taken round by round."""
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in tasks}
     for i in range(repeats):
-        if progress:
-            print(f"  {progress} [{i + 1}/{repeats}]", flush=True)
-        runs.append(run_worker(task, args, env, cwd=cwd))
+        for label, (task, args, progress) in tasks.items():
+            if progress:
+                print(f"  {progress} [{i + 1}/{repeats}]", flush=True)
+            runs[label].append(run_worker(task, args, env, cwd=cwd))
+    return {label: {**_medians(each), "rounds": [r.get("seconds") for r in each]}
+            for label, each in runs.items()}
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"runs": len(runs)}
     for key in runs[0]:
         values = [r[key] for r in runs if key in r]
