@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, MutableMapping
 
-from . import connection_requirements, deferred_imports, libca_path, xarray_pint
-from .classes import import_classes
+from . import connection_requirements
+from .classes import as_a_load_imports, import_classes
 from .config import find_config
 from .connect import connect_all, devices_of
 from .epics_env import apply_epics_defaults
@@ -314,10 +314,7 @@ class Beamline(Mapping):
         # import every class once, up front (only from allowed_modules); what apstools
         # imports but a session does not use is imported at first use
         t0 = time.monotonic()
-        libca_path.point_pyepics_at_libca()     # ophyd's import then skips setuptools
-        deferred_imports.defer()
-        xarray_pint.install()                   # if databroker is imported already
-        with deferred_imports.lending_names():
+        with as_a_load_imports():
             classes, import_errors = import_classes([i.device_class for i in to_build], report.allowed_modules)
         for cls in classes.values():
             connection_requirements.restore(cls)   # a subclass waits for its first position too

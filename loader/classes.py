@@ -7,7 +7,8 @@ of them, otherwise it is refused *before* anything is imported.
 from __future__ import annotations
 
 import importlib
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 DEFAULT_ALLOWED_MODULES = ("ophyd", "apstools", "loader.devices")
 
@@ -70,3 +71,18 @@ def import_classes(paths: Iterable[str], allowed: Iterable[str]) -> tuple[dict[s
         except Exception as exc:  # any failure of a third-party import is reported, not raised
             errors[path] = f"import failed: {type(exc).__name__}: {exc}"
     return classes, errors
+
+
+@contextmanager
+def as_a_load_imports() -> Iterator[None]:
+    """Within the block, device classes import as at a load: pyepics finds libca
+    without setuptools, and what their libraries import but a session does not use
+    (pint, matplotlib, most of apstools, ...) is left to first use
+    (:mod:`loader.deferred_imports`).  ``beamline validate`` imports every class of a
+    beamline too, and was seconds slower without it."""
+    from . import deferred_imports, libca_path, xarray_pint
+    libca_path.point_pyepics_at_libca()     # ophyd's import then skips setuptools
+    deferred_imports.defer()
+    xarray_pint.install()                   # if databroker is imported already
+    with deferred_imports.lending_names():
+        yield

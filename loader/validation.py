@@ -11,13 +11,14 @@ import difflib
 import json
 import keyword
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
 from . import templates
-from .classes import DEFAULT_ALLOWED_MODULES, import_class, refusal
+from .classes import DEFAULT_ALLOWED_MODULES, as_a_load_imports, import_class, refusal
 from .config import CHECKOUT_CONFIG_DIR, YamlDocument, dotted, find_config, read_yaml
 from .happi_db import Database, json_path_from, read_database
 from .plugins import CALLBACKS, SETUPS, group_entry_points, load_group, must_be_callable, rescan_entry_points
@@ -214,20 +215,21 @@ def check_beamline(report: Report, labels: Iterable[str] | None = None,
                                     line=db.lines.get(name), path="prefix", device=name))
 
     allowed = report.allowed_modules
-    for name, d in active.items():
-        path = d.get("device_class")
-        if not isinstance(path, str):
-            continue
-        reason = refusal(path, allowed)
-        if reason is None and import_classes:
-            try:
-                import_class(path, allowed)
-            except Exception as exc:
-                reason = f"unknown class: {exc}" if isinstance(exc, (ImportError, AttributeError)) else \
-                    f"device_class {path!r}: import failed: {type(exc).__name__}: {exc}"
-        if reason:
-            problems.append(Problem(db_file, reason, scope="entry", line=db.lines.get(name),
-                                    path="device_class", device=name))
+    with as_a_load_imports() if import_classes else nullcontext():
+        for name, d in active.items():
+            path = d.get("device_class")
+            if not isinstance(path, str):
+                continue
+            reason = refusal(path, allowed)
+            if reason is None and import_classes:
+                try:
+                    import_class(path, allowed)
+                except Exception as exc:
+                    reason = f"unknown class: {exc}" if isinstance(exc, (ImportError, AttributeError)) else \
+                        f"device_class {path!r}: import failed: {type(exc).__name__}: {exc}"
+            if reason:
+                problems.append(Problem(db_file, reason, scope="entry", line=db.lines.get(name),
+                                        path="device_class", device=name))
 
     # labels: the YAML's, then the caller's
     in_use = sorted({lab for d in active.values() for lab in (d.get("labels") or []) if isinstance(lab, str)})

@@ -259,3 +259,33 @@ def test_duplicate_yaml_key_is_reported(tmp_path, capsys):
     first = line_of(cfg, "catalog: training")
     last = len(cfg.read_text().splitlines())
     assert f"{cfg}:{last}: catalog: duplicate key 'catalog' (first at line {first})" in out
+
+
+CHECK_IMPORTS = """
+import json, sys
+from loader.validation import validate
+report = validate(config=sys.argv[1])
+print(json.dumps({"problems": [p.message for p in report.problems],
+                  "imported": [m for m in ("matplotlib", "pint.util", "pandas.core", "openpyxl.workbook",
+                                           "apstools.devices.lakeshore_controllers") if m in sys.modules]}))
+"""
+
+
+def test_validate_imports_the_classes_as_a_load_does(tmp_path):
+    """``beamline validate`` imports every device class, as a load does, and, as a load,
+    leaves what their libraries import but never use (matplotlib, pint, pandas, most of
+    apstools) for first use: seconds less.  A class that does not exist is still reported."""
+    import subprocess
+    cfg, db = copy_config(tmp_path)
+
+    def check() -> dict:
+        out = subprocess.run([sys.executable, "-c", CHECK_IMPORTS, str(cfg)], capture_output=True,
+                             text=True, cwd=ROOT, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert check() == {"problems": [], "imported": []}
+    edit_db(db, lambda d: d["calcs"].update(device_class="apstools.synApps.NoSuchRecord"))
+    out = check()
+    assert len(out["problems"]) == 1 and "unknown class" in out["problems"][0]
+    assert "NoSuchRecord" in out["problems"][0]
