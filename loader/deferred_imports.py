@@ -208,6 +208,8 @@ class DeferredModule(types.ModuleType):
         if attr == "__path__" and self.__spec__.submodule_search_locations is None:
             # not a package (``from module import name`` asks)
             raise AttributeError(f"module {self.__name__!r} has no attribute '__path__'")
+        if attr == "__all__":
+            return self._names_for_star_import()
         lent = self.__dict__["_deferred_lent"].get(attr)
         if lent is not None and self.__dict__["_deferred_real"] is None and getattr(_lending, "active", False):
             return lent
@@ -216,6 +218,17 @@ class DeferredModule(types.ModuleType):
             if found is not _MISSING:
                 return found
         return getattr(self._deferred_load(), attr)
+
+    def _names_for_star_import(self) -> list[str]:
+        """``from module import *`` reads ``__all__``, and without it takes the names of
+        the module's ``__dict__`` not starting with ``_``: the stand-in's own, not the
+        real module's.  So the stand-in always answers, with the real module's
+        ``__all__`` or those names of the real module."""
+        real = self._deferred_load()
+        names = getattr(real, "__all__", None)
+        if names is None:
+            names = [name for name in vars(real) if not name.startswith("_")]
+        return names
 
     def _from_submodule(self, attr: str) -> Any:
         """``attr`` as the package's ``__init__`` would bind it, from the one submodule

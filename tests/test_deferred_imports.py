@@ -160,6 +160,9 @@ out["imported"] = sorted(m for m in sys.modules if m.startswith("devpkg."))
 out["still_deferred"] = is_deferred("devpkg")
 out["values"] = [renamed(), issubclass(Uses, Alpha), devpkg.alpha is sys.modules["devpkg.alpha"]]
 out["rebound"] = devpkg.Twice          # bound again in the __init__: the package itself decides
+star = {}
+exec("from devpkg import *", star)
+out["star"] = sorted(name for name in star if not name.startswith("__"))
 real = sys.modules["devpkg"]
 out["after"] = [is_deferred("devpkg"), type(real).__name__, real.RAN, real.Alpha is Alpha,
                 real.alpha is sys.modules["devpkg.alpha"], real.Uses is Uses, devpkg.Beta is real.Beta]
@@ -191,6 +194,7 @@ def test_a_name_of_an_exporting_package_comes_from_its_one_submodule(tmp_path):
     assert out["still_deferred"] is True
     assert out["values"] == ["helped", True, True]
     assert out["rebound"] == "bound again"
+    assert out["star"] == ["Alpha", "Beta", "RAN", "Twice", "Uses", "alpha", "beta", "renamed", "uses_package"]
     assert out["after"] == [False, "module", True, True, True, True, True]
 
 
@@ -438,3 +442,20 @@ from xarray.namedarray import pycompat
 print(json.dumps({"installed": xarray_pint.install(), "type": pycompat.array_type("pint") == (pint.Quantity,)}))
 """)
     assert out == {"installed": False, "type": True}
+
+
+def test_a_star_import_of_a_stand_in_gives_the_real_modules_names():
+    """``from h5py import *`` (no ``__all__``) took the names of the stand-in's own
+    ``__dict__``: nothing of h5py.  It gives what the real module would."""
+    out = run_fresh("""
+import json
+from loader.deferred_imports import defer
+defer(["h5py", "pint"])
+import h5py, pint
+names, pints = {}, {}
+exec("from h5py import *", names)
+exec("from pint import *", pints)
+print(json.dumps({"h5py": names.get("File") is h5py.File and "_deferred_real" not in names,
+                  "pint": sorted(pint.__all__) == sorted(n for n in pints if n != "__builtins__")}))
+""")
+    assert out == {"h5py": True, "pint": True}
