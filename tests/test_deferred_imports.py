@@ -159,10 +159,10 @@ from devpkg import Alpha, renamed, Uses
 out["imported"] = sorted(m for m in sys.modules if m.startswith("devpkg."))
 out["still_deferred"] = is_deferred("devpkg")
 out["values"] = [renamed(), issubclass(Uses, Alpha), devpkg.alpha is sys.modules["devpkg.alpha"]]
-out["rebound"] = devpkg.Twice          # bound again in the __init__: the package itself decides
 star = {}
-exec("from devpkg import *", star)
+exec("from devpkg import *", star)      # runs the package: what it binds is the package's
 out["star"] = sorted(name for name in star if not name.startswith("__"))
+out["rebound"] = devpkg.Twice          # bound again in the __init__: the package itself decides
 real = sys.modules["devpkg"]
 out["after"] = [is_deferred("devpkg"), type(real).__name__, real.RAN, real.Alpha is Alpha,
                 real.alpha is sys.modules["devpkg.alpha"], real.Uses is Uses, devpkg.Beta is real.Beta]
