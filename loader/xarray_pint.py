@@ -8,7 +8,7 @@ imported no object can be one of its quantities, so the answer is "no" without
 importing it; once anything imports pint, xarray's own check is used again.
 
 How (a private hook, so :func:`install` checks for it and otherwise does
-nothing; ``tests/test_xarray_pint.py`` fails if a future xarray drops it): xarray
+nothing; ``tests/test_deferred_imports.py`` fails if a future xarray drops it): xarray
 keeps one ``DuckArrayModule`` per library in ``xarray.namedarray.pycompat.
 _cached_duck_array_modules``; the entry for pint is one whose ``type`` is empty
 while pint is deferred and not imported.  Its other attributes (module, version,
@@ -16,6 +16,7 @@ whether pint is available) are xarray's own, which import pint to answer.
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 from .deferred_imports import is_deferred
@@ -69,10 +70,6 @@ class _PintEntry:
         return self._xarrays_own().available
 
 
-_classes: dict[type, type] = {}
-
-
+@functools.cache
 def _entry_class(base: type) -> type:
-    if base not in _classes:
-        _classes[base] = type("PintUntilImported", (_PintEntry, base), {"_base": base, "__module__": __name__})
-    return _classes[base]
+    return type("PintUntilImported", (_PintEntry, base), {"_base": base, "__module__": __name__})
