@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+import weakref
 from typing import Iterable
 
 from . import network
@@ -19,6 +20,17 @@ logger = logging.getLogger(__name__)
 
 COALESCE_BYTES = 16384   # replies held back while a circuit has more requests queued, at most this much
 YIELD_EVERY = 64         # requests of one circuit handled before the other tasks get the event loop
+
+
+_serving: "weakref.WeakSet" = weakref.WeakSet()     # the server contexts of this process
+
+
+def ca_clients() -> tuple[int, int]:
+    """``(clients, channels)`` this process serves, counted from the server's own
+    circuits (iocStats' CA_CLNT_CNT and CA_CONN_CNT).  Asking the OS instead
+    (psutil's ``net_connections``) cost ~30 ms of the IOC's event loop a second."""
+    circuits = [circuit for context in list(_serving) for circuit in list(context.circuits)]
+    return len(circuits), sum(len(circuit.circuit.channels) for circuit in circuits)
 
 
 def merge_pvdb(groups: Iterable) -> dict:
@@ -168,6 +180,7 @@ def _context_class():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.broadcaster = SequenceEchoingBroadcaster(our_role=ca.SERVER)
+            _serving.add(self)
 
         async def _broadcaster_queue_iteration(self, addr, commands):
             # caproto builds and sends the reply synchronously inside this call

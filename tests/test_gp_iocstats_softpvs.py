@@ -48,6 +48,10 @@ def test_iocstats_values_are_live(gp_stats):
     assert gp_stats.host_name.get()
     assert gp_stats.file_descriptors_free.get() > 0
     assert gp_stats.ca_client_count.get(use_monitor=False) >= 1   # this test process
+    # and the channels of this process, one per PV of this device at least
+    pvs = {walk.item.pvname for walk in gp_stats.walk_signals() if hasattr(walk.item, "pvname")}
+    wait_for(lambda: gp_stats.ca_connection_count.get(use_monitor=False) >= len(pvs) > 20,
+             timeout=5, message="CA_CONN_CNT to count the channels")
 
 
 @pytest.mark.parametrize("kind, value, dtype", [

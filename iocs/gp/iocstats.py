@@ -19,6 +19,8 @@ import psutil
 from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 
+from ..server import ca_clients
+
 UPDATE_PERIOD = 1.0
 ACCESS_MODES = ("Running", "Maintenance", "Test", "OFFLINE")
 
@@ -127,7 +129,6 @@ class IocStats(PVGroup):
             rss = self._process.memory_info().rss
             fds = self._process.num_fds() if hasattr(self._process, "num_fds") else 0
             ioc_cpu = self._process.cpu_percent(None) / (psutil.cpu_count() or 1)
-            clients = self._ca_clients()
         try:
             import resource
             fd_max = float(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
@@ -145,18 +146,9 @@ class IocStats(PVGroup):
         await self.FD_MAX.write(fd_max)
         await self.FD_CNT.write(float(fds))
         await self.FD_FREE.write(fd_max - fds)
-        await self.CA_CLNT_CNT.write(float(len(clients)))
-        await self.CA_CONN_CNT.write(float(len(clients)))
-
-    def _ca_clients(self) -> set:
-        """Remote addresses of the TCP connections this IOC serves."""
-        try:
-            connections = self._process.net_connections(kind="tcp")
-        except (psutil.Error, AttributeError):
-            return set()
-        listening = {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN}
-        return {c.raddr for c in connections
-                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port in listening}
+        clients, channels = ca_clients()
+        await self.CA_CLNT_CNT.write(float(clients))
+        await self.CA_CONN_CNT.write(float(channels))
 
 
 def build(prefix: str, record_count: int = 0, **options) -> list[PVGroup]:
