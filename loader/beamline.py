@@ -23,6 +23,7 @@ from .epics_env import apply_epics_defaults
 from .gc_pause import collect_dropped, gc_paused
 from .happi_db import select_items
 from .instantiate import build_all
+from .lazy_signals import is_lazy, open_planned_channels
 from .one_cpu import on_one_cpu
 from .problems import ConfigError
 from .setup_runner import SetupContext, available_actions, run_setups
@@ -110,6 +111,7 @@ def _after_build(obj: Any) -> None:
     from ophyd import EpicsMotor
 
     from .devices.motor import fetch_limits_aside
+    open_planned_channels(obj)          # a lazy device's PVs connect with the rest
     for dev in devices_of(obj):
         if isinstance(dev, EpicsMotor):
             fetch_limits_aside(dev)     # else ophyd's limit gets block its monitor thread
@@ -287,6 +289,7 @@ class Beamline(Mapping):
         scope.enter_context(on_one_cpu((self.config.get("load") or {}).get("one_cpu", True)))
 
         wanted = {item.name: item for item in items}
+        lazy = set((self.config.get("load") or {}).get("lazy") or ())
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
         previously = set(self.rows)
         known = set(self.devices) | set(self._pending)
@@ -294,7 +297,8 @@ class Beamline(Mapping):
             if name not in wanted:
                 self._remove(name)
                 changes["removed"].append(name)
-            elif self._items[name].post() != wanted[name].post():
+            elif self._items[name].post() != wanted[name].post() \
+                    or is_lazy(self.devices.get(name, self._pending.get(name))) != (name in lazy):
                 self._remove(name)
                 changes["changed"].append(name)
         for name in list(self.rows):
@@ -337,7 +341,8 @@ class Beamline(Mapping):
             else:
                 buildable.append(item)
         built, construction_errors, unreachable, build_time = build_all(
-            buildable, classes, deadline, after_build=_after_build)
+            buildable, classes, deadline, after_build=_after_build,
+            lazy=lazy)
         for name, reason in construction_errors.items():
             self._fail(self._items[name], CONSTRUCTION_FAILED, reason, build_time[name])
         self.timings["instantiate"] = time.monotonic() - t0

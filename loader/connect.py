@@ -3,10 +3,12 @@
 ophyd starts the Channel Access searches when signals are created, so the
 searches of all devices run at the same time; here all devices are watched
 against a single deadline.  "Connected" is ophyd's own notion (every signal it
-creates eagerly, plus its required first updates): lazy signals -- only the
+creates eagerly, plus its required first updates): lazy signals -- the
 areaDetector plugins' hundreds of PVs in this beamline -- connect on first use,
 as ophyd intends (creating them all up front costs ~18 s for ``adsimdet``,
-mostly 1 MB image-array reads).
+mostly 1 MB image-array reads).  A device the config makes lazy (``load: lazy``)
+also waits for the bare channels of its not-yet-built signals
+(:mod:`loader.lazy_signals`).
 A dead device costs at most one timeout in total, never one per device, and
 live devices are not cut off while they are still connecting.  (The metadata
 behind ``connected`` is fetched in bulk: :mod:`loader.bulk_metadata`.)
@@ -16,6 +18,8 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any, Mapping
+
+from .lazy_signals import planned_channels
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +123,7 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
     result: dict[str, str | None] = {}
     for name, obj in devices.items():
         try:
-            watched[name] = (signals_of(obj), _pending_of(obj))
+            watched[name] = (signals_of(obj) + planned_channels(obj), _pending_of(obj))
         except Exception as exc:
             result[name] = f"{type(exc).__name__}: {exc}"
     deadline = t0 + max(timeout, PROGRESS_SAMPLE)     # time for one look at progress

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from .lazy_signals import planned_channels
+
 
 def normalise(pv: str) -> str:
     """``gp:userCalc8`` and ``gp:userCalc8.VAL`` are the same record field."""
@@ -31,4 +33,11 @@ def findpv(pv: str, objects: Mapping[str, Any]) -> dict[str, list[str]]:
                 found["read"].append(dotted)
             if write_pv and normalise(write_pv) == target and not getattr(sig, "read_only", False):
                 found["write"].append(dotted)
+        # signals of a lazily built device (``load: lazy``) that nothing has touched yet
+        for channel in planned_channels(obj):
+            if normalise(channel.pvname) == target:
+                for dotted, reads, writes in channel.uses:
+                    for kind, does in (("read", reads), ("write", writes)):
+                        if does:
+                            found[kind].append(f"{name}.{dotted}")
     return {k: sorted(set(v)) for k, v in found.items()}

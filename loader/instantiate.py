@@ -11,10 +11,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Container, Iterable, Iterator, Mapping
 
 from . import templates
-from .connect import REPORT_AFTER, REPORT_EVERY
+from .connect import REPORT_AFTER, REPORT_EVERY, devices_of
+from .lazy_signals import lazy_class
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,24 @@ def lazy_components_connect_later() -> Iterator[None]:
                 Device.lazy_wait_for_connection = _lazy_wait_before
 
 
+def keep_ophyd_lazy_waits(obj) -> None:
+    """Undo what :func:`lazy_components_connect_later` leaves on the built devices.
+
+    ophyd's ``Device.__init__`` sets ``lazy_wait_for_connection`` on the instance
+    while it makes its components, then puts back the value it found: during a
+    load that is our ``False``, and each device kept it.  A lazy component touched
+    after the load (an area detector's ``cam.acquire_time``) then came back not yet
+    connected, its ``enum_strs``, limits and precision still ``None``.  The
+    instance value goes; the class value (ophyd's ``True``) shows again.
+    """
+    for device in devices_of(obj):
+        if device.__dict__.get("lazy_wait_for_connection") is False:
+            del device.__dict__["lazy_wait_for_connection"]
+
+
 def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, workers: int = 8,
-              report_after: float = REPORT_AFTER, after_build: Callable[[Any], Any] | None = None
+              report_after: float = REPORT_AFTER, after_build: Callable[[Any], Any] | None = None,
+              lazy: Container[str] = ()
               ) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, float]]:
     """Construct every item side by side in a small thread pool.
 
@@ -123,6 +140,8 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
     ``after_build(obj)`` runs as soon as an object is made, in the thread that made
     it, while other devices are still being built (its failure is logged, not fatal).
 
+    Items named in ``lazy`` are built from :func:`loader.lazy_signals.lazy_class`.
+
     Returns ``(objects, construction errors, constructors still waiting on their
     PVs at the deadline, seconds per item)``.
     """
@@ -136,7 +155,10 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
 
     def build(item):
         t0 = time.monotonic()
-        obj, error = instantiate_until(item, classes[item.device_class], deadline)
+        cls = classes[item.device_class]
+        obj, error = instantiate_until(item, lazy_class(cls) if item.name in lazy else cls, deadline)
+        if obj is not None:
+            keep_ophyd_lazy_waits(obj)
         if obj is not None and after_build is not None:
             try:
                 after_build(obj)

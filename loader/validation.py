@@ -238,6 +238,11 @@ def check_beamline(report: Report, labels: Iterable[str] | None = None,
             problems.append(Problem(yaml_file, f"no entry of beamline {beamline!r} has label {label!r}"
                                     f"{_suggest(label, in_use)}; labels in use: {', '.join(in_use)}",
                                     line=doc.line_of(("load", "labels", i)), path=f"load.labels[{i}]"))
+    for i, name in enumerate(((config.get("load") or {}).get("lazy") or [])):
+        if name not in entries:
+            problems.append(Problem(yaml_file, f"load.lazy names {name!r}, which is not a device of beamline "
+                                    f"{beamline!r}{_suggest(name, entries)}", scope="advice",
+                                    line=doc.line_of(("load", "lazy", i)), path=f"load.lazy[{i}]"))
     for label in labels or []:
         if label not in in_use:
             problems.append(Problem(yaml_file, f"no entry of beamline {beamline!r} has label {label!r}"

@@ -5,6 +5,8 @@ import numbers
 import random
 from typing import Any
 
+from ..lazy_signals import created_together
+
 IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"
 
 #: JSON Schema of a number option that may be drawn at random: ``3`` or ``{uniform: [lo, hi]}``.
@@ -84,15 +86,7 @@ def components(device, attrs: list[str]) -> list:
     row (~0.3 s); created without that wait they connect side by side, and the
     first put waits (bounded) for its own signal.
     """
-    from ophyd.device import do_not_wait_for_lazy_connection
-    found = []
-    for attr in attrs:
-        obj = device
-        for part in attr.split("."):
-            with do_not_wait_for_lazy_connection(obj):
-                obj = getattr(obj, part)
-        found.append(obj)
-    return found
+    return created_together(device, attrs)
 
 
 def field_signal(device, field: str):

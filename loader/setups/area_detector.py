@@ -94,7 +94,9 @@ def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 1
 def _dither(record: str, target: str, centre: int, pixels: float, scan: str, name: str, context) -> None:
     """swait ``record`` writes ``centre`` ± ``pixels``/2 at random to ``target`` every ``scan``."""
     from .swait import swait_record
-    with swait_record(record, name, context, timeout=DITHER_CONNECT_TIMEOUT) as swait:
+    fields = ["enable", "description", "channels.A.input_value", "channels.B.input_value",
+              "calculation", "output_link_pv", "scanning_rate"]
+    with swait_record(record, name, context, timeout=DITHER_CONNECT_TIMEOUT, fields=fields) as swait:
         put(swait.enable, 1)
         put(swait.description, f"{name.replace('_', ' ')}")
         put(swait.channels.A.input_value, centre)

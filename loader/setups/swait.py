@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ..connect import signals_of, unconnected_pvs
-from ._common import NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field, number, put
+from ..lazy_signals import build_lazy_signals
+from ._common import (NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field,
+                      components, number, put)
 
 CONNECT_TIMEOUT = 10.0   # bounded; channels of an IOC that just restarted take a few seconds
 TEMPERATURE_CALC = "A+max(-D,min(D,(B-A)))+C*(RNDM-0.5)"
@@ -41,13 +43,17 @@ def _loaded_swait(prefix: str, context) -> Any:
 
 
 @contextmanager
-def swait_record(prefix: str, name: str, context=None,
-                 timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
+def swait_record(prefix: str, name: str, context=None, timeout: float = CONNECT_TIMEOUT,
+                 fields: list[str] | None = None) -> Iterator[Any]:
     """The swait record ``prefix`` as apstools' ``UserCalcN``.  The loaded ``calcs``
     device already holds it, connected: borrowing it spares ~60 new channels and
-    their connection wait per setup step.  Otherwise a new one, destroyed after."""
+    their connection wait per setup step.  Otherwise a new one, destroyed after.
+
+    ``fields`` (attribute paths, default all) are the ones the caller touches: of a
+    ``calcs`` loaded lazily (``load: lazy``), those are made at once, not one by one."""
     loaded = _loaded_swait(prefix, context)
     if loaded is not None:
+        build_lazy_signals(loaded, timeout, fields)
         yield loaded
         return
     from apstools.synApps import UserCalcN
@@ -69,10 +75,11 @@ def enable_calcs(device, enable: bool = True, each: bool = True) -> None:
     value = 1 if enable else 0
     put(device.enable, value)
     if each:
-        for attr in device.component_names:
-            record = getattr(device, attr)
-            if hasattr(record, "enable") and record is not device.enable:
-                put(record.enable, value)
+        records = [attr for attr in device.component_names
+                   if attr != "enable" and hasattr(getattr(device, attr), "enable")]
+        # made together: lazily built enables (``load: lazy``) connect side by side
+        for signal in components(device, [f"{attr}.enable" for attr in records]):
+            put(signal, value)
 
 
 enable_calcs.options_schema = {

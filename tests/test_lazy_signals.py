@@ -1,0 +1,165 @@
+"""``load: lazy``: a device's signals built on first use, its PVs still connected
+and checked by the load (loader/lazy_signals.py), against the simulated ``gp:``
+and ``ad:`` IOCs.  Also: a lazy component touched after any load waits for its
+connection, as ophyd intends."""
+from __future__ import annotations
+
+import json
+import time
+
+import yaml
+from apstools.synApps import SwaitRecord, UserCalcsDevice
+from ophyd import Component, Device, EpicsSignal, EpicsSignalRO
+
+from loader import load_beamline
+from loader.lazy_signals import is_lazy, lazy_class, planned_channels
+from test_loader import copy_config
+
+
+class OwnSignal(EpicsSignal):
+    """A signal class with its own constructor: its PV names cannot be foreseen."""
+
+    def __init__(self, suffix, **kwargs):
+        super().__init__(suffix + ":own", **kwargs)
+
+
+class Mixed(Device):
+    plain = Component(EpicsSignalRO, "plain")
+    own = Component(OwnSignal, "x")
+
+
+def lazy_config(tmp_path, lazy: list[str], labels: list[str], extra: dict | None = None):
+    cfg, db = copy_config(tmp_path)
+    config = yaml.safe_load(cfg.read_text())
+    config["load"] = {"labels": labels, "lazy": lazy}
+    config["setup"] = {}
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    if extra:
+        docs = json.loads(db.read_text())
+        docs.update(extra)
+        db.write_text(json.dumps(docs, indent=2))
+    return cfg
+
+
+def test_lazy_class_defers_the_signals_and_keeps_the_class():
+    lazy = lazy_class(UserCalcsDevice)
+    assert issubclass(lazy, UserCalcsDevice) and lazy is not UserCalcsDevice
+    assert (lazy.__name__, lazy.__module__) == ("UserCalcsDevice", UserCalcsDevice.__module__)
+    assert lazy_class(UserCalcsDevice) is lazy, "made once per class"
+    assert lazy._sig_attrs["enable"].lazy
+    calc = lazy._sig_attrs["calc1"]
+    assert not calc.lazy, "sub-devices are built with the device: they know their PV names"
+    assert issubclass(calc.cls, SwaitRecord) and calc.cls._sig_attrs["calculation"].lazy
+    channel_a = calc.cls._sig_attrs["channels"].cls._sig_attrs["A"].cls
+    assert channel_a._sig_attrs["input_pv"].lazy
+    # apstools' own classes are untouched
+    assert not UserCalcsDevice._sig_attrs["enable"].lazy
+    assert not SwaitRecord._sig_attrs["calculation"].lazy
+
+    mixed = lazy_class(Mixed)
+    assert mixed._sig_attrs["plain"].lazy and not mixed._sig_attrs["own"].lazy
+
+
+def test_a_lazy_device_connects_its_pvs_and_builds_signals_on_first_use(gp_ioc, tmp_path):
+    cfg = lazy_config(tmp_path, ["calcs"], ["calcs"])
+    bl = load_beamline("training", config=cfg, session=False, timeout=20)
+    try:
+        assert [r.name for r in bl.status().failed] == [], str(bl.status())
+        calcs, calcouts = bl.calcs, bl.calcouts
+        assert is_lazy(calcs) and not is_lazy(calcouts) and isinstance(calcs, UserCalcsDevice)
+        assert len(list(calcouts.walk_signals())) > 900, "a device not named is built as before"
+        assert list(calcs.walk_signals()) == [], "nothing built at load"
+        channels = planned_channels(calcs)
+        assert all(ch.connected for ch in channels)
+        # the very PVs apstools' device opens when built the usual way
+        eager = UserCalcsDevice("gp:", name="eager")
+        try:
+            expected = {pv for walk in eager.walk_signals() for pv in
+                        (walk.item.pvname, getattr(walk.item, "setpoint_pvname", None)) if pv}
+        finally:
+            eager.destroy()
+        assert {ch.pvname for ch in channels} == expected
+        assert len(expected) > 600 and "gp:userCalc3.INCN" in expected
+
+        # findpv knows the signal before it is built, and does not build it
+        assert bl.findpv("gp:userCalc5.CALC") == {"read": ["calcs.calc5.calculation"],
+                                                  "write": ["calcs.calc5.calculation"]}
+        assert "calculation" not in calcs.calc5._signals
+
+        # first use: connected, with ophyd's metadata, at once (the channel was open)
+        t0 = time.monotonic()
+        scan = calcs.calc5.scanning_rate
+        took = time.monotonic() - t0
+        assert scan.connected and "Passive" in scan.enum_strs
+        assert scan.get(as_string=True) in scan.enum_strs
+        assert calcs.calc5.precision.get() >= 0
+        print(f"first use of a lazy signal: {took * 1000:.1f} ms")
+        calcs.calc5.description.put("lazy test")
+        assert calcs.calc5.description.get(use_monitor=False) == "lazy test"
+    finally:
+        for obj in bl.devices.values():
+            obj.destroy()
+
+
+def test_reload_rebuilds_a_device_whose_laziness_was_edited(gp_ioc, tmp_path):
+    cfg = lazy_config(tmp_path, [], ["calcs"])
+    bl = load_beamline("training", config=cfg, session=False, timeout=20)
+    try:
+        assert not is_lazy(bl.calcs) and not is_lazy(bl.calcouts)
+        config = yaml.safe_load(cfg.read_text())
+        config["load"]["lazy"] = ["calcouts"]
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+        assert bl.reload() == {"added": [], "removed": [], "changed": ["calcouts"]}
+        assert is_lazy(bl.calcouts) and bl.status().failed == []
+        assert all(ch.connected for ch in planned_channels(bl.calcouts))
+    finally:
+        for obj in bl.devices.values():
+            obj.destroy()
+
+
+def test_a_missing_pv_of_a_lazy_device_is_reported_at_load(gp_ioc, tmp_path):
+    # a motor record is not an swait record: DESC, PREC, SCAN exist, CALC and INAN do not
+    entry = {"notacalc": {"_id": "notacalc", "name": "notacalc", "beamline": "training",
+                          "prefix": "gp:m1", "labels": ["wrong"], "active": True,
+                          "device_class": "apstools.synApps.SwaitRecord",
+                          "args": ["{{prefix}}"], "kwargs": {"name": "{{name}}"},
+                          "type": "beamline.containers.BeamlineItem"}}
+    cfg = lazy_config(tmp_path, ["notacalc"], ["wrong"], extra=entry)
+    t0 = time.monotonic()
+    bl = load_beamline("training", config=cfg, session=False, timeout=3)
+    elapsed = time.monotonic() - t0
+    row = {r.name: r for r in bl.status()}["notacalc"]
+    assert row.state == "not connected", str(bl.status())
+    assert "PVs not connected" in row.reason and "gp:m1." in row.reason
+    assert "notacalc" not in bl
+    assert elapsed < 3 + 10
+    connected = {ch.pvname for ch in planned_channels(bl._pending["notacalc"]) if ch.connected}
+    assert "gp:m1.DESC" in connected and "gp:m1.CALC" not in connected
+
+
+def test_validate_names_a_lazy_entry_that_is_not_a_device(tmp_path):
+    from loader.validation import validate
+    cfg = lazy_config(tmp_path, ["calcz"], ["calcs"])
+    report = validate(config=cfg)
+    messages = [p.message for p in report.of_scope("advice")]
+    assert any("load.lazy names 'calcz'" in m and "did you mean 'calcs'" in m for m in messages), messages
+
+
+def test_a_lazy_area_detector_part_touched_after_the_load_waits_for_its_connection(
+        gp_ioc, ad_ioc, tmp_path):
+    """ophyd's area-detector components are lazy.  The load builds devices with
+    ophyd's wait switched off; each device used to keep that, so a part first
+    touched after the load came back unconnected, its enum strings None."""
+    cfg = lazy_config(tmp_path, [], ["area_detector"])
+    bl = load_beamline("training", config=cfg, session=False, timeout=20)
+    try:
+        det = bl.adsimdet
+        assert det.lazy_wait_for_connection and det.cam.lazy_wait_for_connection
+        untouched = [a for a in ("shutter_mode", "frame_type", "color_mode", "data_type")
+                     if a not in det.cam._signals]
+        assert untouched, "the load built every candidate: pick another lazy enum of the cam"
+        menu = getattr(det.cam, untouched[0])
+        assert menu.connected and menu.enum_strs, "touched after the load: connected at once"
+    finally:
+        for obj in bl.devices.values():
+            obj.destroy()
