@@ -96,6 +96,17 @@ def test_a_lazy_device_connects_its_pvs_and_builds_signals_on_first_use(gp_ioc, 
         print(f"first use of a lazy signal: {took * 1000:.1f} ms")
         calcs.calc5.description.put("lazy test")
         assert calcs.calc5.description.get(use_monitor=False) == "lazy test"
+
+        # touching one field makes that record's other fields with it, connected;
+        # its channels (sub-devices) and the other records are left alone
+        record = calcs.calc6
+        assert record._signals.keys() == {"channels"}
+        record.output_link_pv.get()
+        own = [attr for attr, cpt in type(record)._sig_attrs.items() if not cpt.is_device]
+        assert set(own) <= record._signals.keys()
+        assert all(record._signals[attr].connected for attr in own)
+        assert record.channels.A._signals == {} and calcs.calc7.channels._signals.keys() == set("ABCDEFGHIJKL")
+        assert list(calcs.calc7.walk_signals()) == []
     finally:
         for obj in bl.devices.values():
             obj.destroy()
