@@ -27,14 +27,16 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 
 def _bench_config(directory: Path, database: Path, timeout: float, beamline: str = "bench",
                   description: str = "synthetic motors for the scaling benchmark",
-                  allowed_module: str = "loader.devices") -> Path:
-    path = directory / f"{database.stem}.yml"
+                  allowed_module: str = "loader.devices", lazy: list[str] | None = None) -> Path:
+    """The beamline YAML of a synthetic database; ``lazy`` names go to ``load: lazy``."""
+    path = directory / f"{database.stem}{'_lazy' if lazy else ''}.yml"
     path.write_text(
         f"beamline: {beamline}\n"
         f"description: {description}\n"
         f"happi: {database.name}\n"
         f"allowed_modules: [{allowed_module}]\n"
-        f"epics: {{connection_timeout: {timeout}}}\n")
+        + (f"load: {{lazy: [{', '.join(lazy)}]}}\n" if lazy else "")
+        + f"epics: {{connection_timeout: {timeout}}}\n")
     return path
 
 
@@ -88,11 +90,19 @@ def scaling(env: dict, counts: list[int], repeats: int, cwd: Path, timeout: floa
             row = {"motors": count, "dead_fraction": dead, "timeout": timeout_here}
             row["loader"] = runner.median_of("scaling_loader", {"config": str(config), "timeout": timeout_here},
                                              env, repeats, f"loader {count} motors, {dead:.0%} dead", cwd)
+            if not dead:    # the same motors named in `load: lazy` (loader/lazy_signals.py)
+                names = [f"mot{i}" for i in range(1, count + 1)]
+                lazy_config = _bench_config(cwd, db, timeout_here, lazy=names)
+                row["loader_lazy"] = runner.median_of(
+                    "scaling_loader", {"config": str(lazy_config), "timeout": timeout_here},
+                    env, repeats, f"loader {count} motors, lazy", cwd)
             if count <= (dead_baseline_max if dead else baseline_max):
                 row["happi_baseline"] = runner.median_of(
                     "scaling_happi", {"database": str(db), "timeout": timeout_here}, env,
                     1 if count >= 300 else repeats, f"happi load_devices {count} motors, {dead:.0%} dead", cwd)
                 row["speedup"] = row["happi_baseline"]["seconds"] / row["loader"]["seconds"]
+                if "loader_lazy" in row:
+                    row["speedup_lazy"] = row["happi_baseline"]["seconds"] / row["loader_lazy"]["seconds"]
             rows.append(row)
     return {"rows": rows, "connection_timeout": timeout, "dead_timeout": dead_timeout}
 

@@ -69,13 +69,16 @@ def table(results: dict) -> str:
                      f"{ref['ratio_to_libca']:.1f}x the libca floor (device classes imported before the clock)")
     scaling = results.get("scaling")
     if scaling:
-        lines += ["", "| motors | dead | loader | happi load_devices + wait | speed-up |", "|---|---|---|---|---|"]
+        lines += ["", "| motors | dead | loader | happi load_devices + wait | speed-up "
+                  "| loader, motors lazy | speed-up |", "|---|---|---|---|---|---|---|"]
         for row in scaling["rows"]:
-            base = row.get("happi_baseline")
+            base, lazy = row.get("happi_baseline"), row.get("loader_lazy")
             lines.append(f"| {row['motors']} | {row['dead_fraction']:.0%} | {_s(row['loader']['seconds'])} "
                          f"({row['loader']['connected']} ok) | "
                          + (f"{_s(base['seconds'])} ({base['connected']} ok) | {row['speedup']:.1f}x |"
-                            if base else "not run | |"))
+                            if base else "not run | |")
+                         + (f" {_s(lazy['seconds'])} ({lazy['connected']} ok) | " if lazy else " | ")
+                         + (f"{row['speedup_lazy']:.1f}x |" if "speedup_lazy" in row else " |"))
         lines.append(f"(connection timeout {scaling['connection_timeout']:g} s with every PV served, "
                      f"{scaling.get('dead_timeout', 0):g} s with dead entries, for both)")
     return "\n".join(lines)

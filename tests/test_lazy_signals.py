@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import yaml
 from apstools.synApps import SwaitRecord, UserCalcsDevice
 from ophyd import Component, Device, EpicsSignal, EpicsSignalRO
@@ -107,6 +108,29 @@ def test_a_lazy_device_connects_its_pvs_and_builds_signals_on_first_use(gp_ioc, 
         assert all(record._signals[attr].connected for attr in own)
         assert record.channels.A._signals == {} and calcs.calc7.channels._signals.keys() == set("ABCDEFGHIJKL")
         assert list(calcs.calc7.walk_signals()) == []
+    finally:
+        for obj in bl.devices.values():
+            obj.destroy()
+
+
+def test_a_lazy_motor_moves_and_knows_its_limits(gp_ioc, tmp_path):
+    """``EpicsMotor`` subscribes to its readback and done-moving signals: those are
+    built at load anyway; the rest come on first use (the first move)."""
+    cfg = lazy_config(tmp_path, ["m3"], ["motor"])
+    bl = load_beamline("training", config=cfg, session=False, timeout=20)
+    try:
+        m3 = bl.m3
+        assert is_lazy(m3) and not is_lazy(bl.m4)
+        built = len(list(m3.walk_signals()))
+        assert built < len(list(bl.m4.walk_signals())) / 2
+        assert all(ch.connected for ch in planned_channels(m3))
+        low, high = m3.limits
+        assert low < high, "limits from the setpoint's control limits"
+        target = m3.position + 0.25
+        m3.move(target, wait=True, timeout=20)
+        assert m3.position == pytest.approx(target, abs=0.01)
+        assert m3.user_setpoint.get() == pytest.approx(target)
+        assert m3.egu == bl.m4.egu
     finally:
         for obj in bl.devices.values():
             obj.destroy()
