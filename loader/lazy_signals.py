@@ -29,6 +29,8 @@ import time
 import weakref
 from typing import Any, Iterable, Iterator
 
+from . import connection_requirements
+
 PLANNED = "_loader_planned_channels"     # instance attribute: the device's PlannedChannels
 SIBLING_POLL = 0.001                     # seconds between two looks at signals made together
 
@@ -66,7 +68,7 @@ def lazy_class(cls: type) -> type:
         if cls in _classes:
             return _classes[cls]
         namespace: dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                                     "__doc__": cls.__doc__, "_loader_lazy_of": cls}
+                                     "__doc__": cls.__doc__, "_loader_lazy": True}
         sub_devices: dict[str, type] = {}
         changed = False
         for attr, cpt in cls._sig_attrs.items():
@@ -88,6 +90,8 @@ def lazy_class(cls: type) -> type:
         for attr, lazier in sub_devices.items():
             # after the class statement: a DynamicDeviceComponent remakes its class there
             namespace[attr].cls = lazier
+        # a subclass: ophyd would forget that a motor is connected only with its first position
+        connection_requirements.restore(lazy)
         _classes[cls] = lazy
         return lazy
 
@@ -120,7 +124,7 @@ def _with_siblings(instantiate):
 
 def is_lazy(obj: Any) -> bool:
     """Was ``obj`` built from a :func:`lazy_class`?"""
-    return "_loader_lazy_of" in type(obj).__dict__
+    return "_loader_lazy" in type(obj).__dict__
 
 
 class PlannedChannel:

@@ -192,13 +192,19 @@ def test_session_and_namespace(gp_ioc, tmp_path, monkeypatch):
     assert "scaler1" not in namespace and len(bl.devices) == 16
 
 
-def test_positions_are_known_when_the_load_returns_even_with_monitor_updates_late(gp_ioc, tmp_path):
+@pytest.mark.parametrize("lazy", [False, True], ids=["built", "lazy"])
+def test_positions_are_known_when_the_load_returns_even_with_monitor_updates_late(gp_ioc, tmp_path, lazy):
     """ophyd forgets in subclasses that an ``EpicsMotor`` (or the temperature, a
     ``PVPositioner``) is connected only after its first position update: a load under
     a busy monitor thread returned motors whose position was None, and ``%wa`` failed
-    on them.  Here ophyd's monitor thread is held for 3 s during the load."""
+    on them.  Here ophyd's monitor thread is held for 3 s during the load.  The class
+    of a device in ``load: lazy`` is a subclass too."""
     import threading
     cfg, _ = copy_config(tmp_path, labels=["positioner"])
+    if lazy:
+        config = yaml.safe_load(cfg.read_text())
+        config["load"]["lazy"] = [f"m{i}" for i in range(1, 17)] + ["temperature"]
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     released = []
     with monitor_thread_held() as gate:
         timer = threading.Timer(3.0, lambda: (released.append(time.monotonic()), gate.set()))
@@ -211,6 +217,9 @@ def test_positions_are_known_when_the_load_returns_even_with_monitor_updates_lat
     assert released and returned >= released[0], "the load returned before the first updates"
     assert len(bl.devices) == 17 and all(row.ok for row in bl.status())
     assert {name: dev.position for name, dev in bl.devices.items() if dev.position is None} == {}
+    if lazy:
+        from loader.lazy_signals import is_lazy
+        assert all(is_lazy(dev) for dev in bl.devices.values())
     for dev in bl.devices.values():
         dev.destroy()
 
