@@ -29,11 +29,12 @@ class Mixed(Device):
     own = Component(OwnSignal, "x")
 
 
-def lazy_config(tmp_path, lazy: list[str], labels: list[str], extra: dict | None = None):
+def lazy_config(tmp_path, lazy: list[str], labels: list[str], extra: dict | None = None,
+                setup: dict | None = None):
     cfg, db = copy_config(tmp_path)
     config = yaml.safe_load(cfg.read_text())
     config["load"] = {"labels": labels, "lazy": lazy}
-    config["setup"] = {}
+    config["setup"] = setup or {}
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     if extra:
         docs = json.loads(db.read_text())
@@ -147,6 +148,23 @@ def test_reload_rebuilds_a_device_whose_laziness_was_edited(gp_ioc, tmp_path):
         assert bl.reload() == {"added": [], "removed": [], "changed": ["calcouts"]}
         assert is_lazy(bl.calcouts) and bl.status().failed == []
         assert all(ch.connected for ch in planned_channels(bl.calcouts))
+    finally:
+        for obj in bl.devices.values():
+            obj.destroy()
+
+
+def test_enabling_a_lazy_calcs_builds_only_the_enables(gp_ioc, tmp_path):
+    """``enable_calcs`` writes each record's Enable PV: it must not make the records'
+    other fields (asking a lazy record whether it has ``enable`` did, 0.3-0.6 s)."""
+    cfg = lazy_config(tmp_path, ["calcs"], ["calcs"], setup={"calcs": [{"action": "enable_calcs"}]})
+    bl = load_beamline("training", config=cfg, session=False, timeout=20)
+    try:
+        assert bl.status().failed == [], str(bl.status())
+        for i in range(1, 11):
+            record = getattr(bl.calcs, f"calc{i}")
+            assert set(record._signals) == {"channels", "enable"}, record.name
+            assert record.enable.get(use_monitor=False) == 1
+        assert bl.calcs.enable.get(use_monitor=False) == 1
     finally:
         for obj in bl.devices.values():
             obj.destroy()

@@ -75,8 +75,9 @@ def enable_calcs(device, enable: bool = True, each: bool = True) -> None:
     value = 1 if enable else 0
     put(device.enable, value)
     if each:
+        # asked of the class: on a lazily built record, the instance would make its fields
         records = [attr for attr in device.component_names
-                   if attr != "enable" and hasattr(getattr(device, attr), "enable")]
+                   if attr != "enable" and hasattr(type(getattr(device, attr)), "enable")]
         # made together: lazily built enables (``load: lazy``) connect side by side
         for signal in components(device, [f"{attr}.enable" for attr in records]):
             put(signal, value)
