@@ -26,7 +26,7 @@ from ophyd import ADComponent, EpicsSignalWithRBV, SimDetector, Staged
 from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
 from ophyd.areadetector.plugins import HDF5Plugin_V34, ImagePlugin_V34, PluginBase
 
-from ..setups._common import components
+from ..lazy_signals import created_together
 from .monitored import monitored
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class SimDetectorV34(SingleTrigger_V34, SimDetector):
         self.hdf1.read_path_template = read_path_template or write_path_template
         self.read_attrs = ["hdf1"]
         self.cam.stage_sigs["num_images"] = 1      # one frame per trigger, whatever the IOC had
-        components(self, list(self.MADE_WITH_DEVICE))     # made now, connected by the load
+        created_together(self, list(self.MADE_WITH_DEVICE))     # made now, connected by the load
 
     #: seconds a trigger may take beyond its exposures before it fails
     TRIGGER_MARGIN = 30.0

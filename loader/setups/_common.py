@@ -5,8 +5,6 @@ import numbers
 import random
 from typing import Any
 
-from ..lazy_signals import created_together
-
 IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"
 
 #: JSON Schema of a number option that may be drawn at random: ``3`` or ``{uniform: [lo, hi]}``.
@@ -76,17 +74,6 @@ def put(signal, value, timeout: float = PUT_TIMEOUT) -> None:
     if hasattr(signal, "wait_for_connection"):
         signal.wait_for_connection(timeout=timeout)   # its enum strings and type are known from here on
     signal.set(checked(signal, value), timeout=timeout).wait(timeout=timeout)
-
-
-def components(device, attrs: list[str]) -> list:
-    """The components ``attrs`` (dotted paths) of ``device``, created together.
-
-    ophyd waits for each *lazy* component (area detector PVs are lazy) to connect
-    as it creates it, so touching nine of them costs nine connection waits in a
-    row (~0.3 s); created without that wait they connect side by side, and the
-    first put waits (bounded) for its own signal.
-    """
-    return created_together(device, attrs)
 
 
 def field_signal(device, field: str):

@@ -14,7 +14,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ._common import NUMBER_OR_RANDOM, SetupValueError, check_string_field, components, number, put
+from ..lazy_signals import created_together
+from ._common import NUMBER_OR_RANDOM, SetupValueError, check_string_field, number, put
 
 logger = logging.getLogger(__name__)
 DITHER_CONNECT_TIMEOUT = 2.0
@@ -74,7 +75,7 @@ def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 1
                 "peak_start.peak_start_x": int(cx), "peak_start.peak_start_y": int(cy),
                 "peak_width.peak_width_x": int(w), "peak_width.peak_width_y": int(w),
                 "gain": g, "noise": n}
-    for signal, value in zip(components(cam, list(settings)), settings.values()):
+    for signal, value in zip(created_together(cam, list(settings)), settings.values()):
         put(signal, value)
     for record, axis, centre in ((dither_x, "X", int(cx)), (dither_y, "Y", int(cy))):
         if not record:

@@ -11,9 +11,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ..connect import signals_of, unconnected_pvs
-from ..lazy_signals import build_lazy_signals
-from ._common import (NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field,
-                      components, number, put)
+from ..lazy_signals import build_lazy_signals, created_together
+from ._common import NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field, number, put
 
 CONNECT_TIMEOUT = 10.0   # bounded; channels of an IOC that just restarted take a few seconds
 TEMPERATURE_CALC = "A+max(-D,min(D,(B-A)))+C*(RNDM-0.5)"
@@ -79,7 +78,7 @@ def enable_calcs(device, enable: bool = True, each: bool = True) -> None:
         records = [attr for attr in device.component_names
                    if attr != "enable" and hasattr(type(getattr(device, attr)), "enable")]
         # made together: lazily built enables (``load: lazy``) connect side by side
-        for signal in components(device, [f"{attr}.enable" for attr in records]):
+        for signal in created_together(device, [f"{attr}.enable" for attr in records]):
             put(signal, value)
 
 
