@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import numbers
 import random
-from typing import Any
+import time
+from typing import Any, Sequence
+
+import numpy as np
 
 IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -46,8 +49,9 @@ def check_string_field(value: str, pvname: str, what: str = "value") -> None:
             f"{pvname} (expected at most {STRING_FIELD_CHARS} characters); not written")
 
 
-def checked(signal, value):
-    """``value`` if ``signal``'s field can hold it unchanged, else ``SetupValueError``.
+def checked(signal, value, current):
+    """``value`` if ``signal``'s field, which holds ``current``, can hold it unchanged,
+    else ``SetupValueError``.
 
     Numbers for numeric fields, enum strings from the record's menu, and strings
     that fit a STRING field: anything else would be refused or truncated by CA.
@@ -59,7 +63,6 @@ def checked(signal, value):
             raise SetupValueError(f"{value!r} is not a choice of the menu field {pvname} "
                                   f"(expected one of: {', '.join(map(repr, enum_strs))})")
         return value
-    current = signal.get()
     if isinstance(current, str):
         check_string_field(value, pvname)
         return value
@@ -71,9 +74,108 @@ def checked(signal, value):
 
 def put(signal, value, timeout: float = PUT_TIMEOUT) -> None:
     """Write ``value`` (checked against the field first) and wait (bounded) until the IOC has taken it."""
-    if hasattr(signal, "wait_for_connection"):
-        signal.wait_for_connection(timeout=timeout)   # its enum strings and type are known from here on
-    signal.set(checked(signal, value), timeout=timeout).wait(timeout=timeout)
+    put_all([(signal, value)], timeout)
+
+
+def put_all(writes: Sequence[tuple[Any, Any]], timeout: float = PUT_TIMEOUT) -> None:
+    """Write each ``(signal, value)`` in order, then wait (bounded, one deadline for
+    all) until the IOC has taken every one.
+
+    Why together: written one at a time, each field cost a connection wait, a get
+    to check the value, a put and ophyd's readback poll in a thread of its own
+    (4-6 ms), and a setup writes up to 21 fields.  Here the fields are read once
+    together, every value is checked before anything is written, the puts go out
+    back to back with put completion (one circuit: the IOC takes them in order),
+    and the readbacks are compared once all have completed.
+    """
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(deadline - time.monotonic(), 0.001)
+
+    signals = [signal for signal, _ in writes]
+    for signal in signals:
+        if hasattr(signal, "wait_for_connection"):
+            signal.wait_for_connection(timeout=left())   # enum strings and type known from here on
+    values = [checked(signal, value, current)
+              for (signal, value), current in zip(writes, read_together(signals, left()))]
+    statuses = [_start_put(signal, value, left()) for signal, value in zip(signals, values)]
+    for status in statuses:
+        status.wait(timeout=left())
+    _wait_taken(list(zip(signals, values)), deadline)
+
+
+def read_together(signals: Sequence[Any], timeout: float) -> list:
+    """What each signal reads now, as ophyd's ``get`` gives it (an ``as_string``
+    signal's text, a menu's index), with every request in flight at once: one
+    after another, a get costs a round trip and pyepics' busy wait (~1.6 ms).
+
+    The connected signal's channel comes from pyepics' cache (``create_channel``
+    of a known name returns it); a signal that is not an EPICS one is asked itself.
+    """
+    from epics import ca
+    from ophyd.signal import EpicsSignalBase
+    from ophyd.utils.epics_pvs import waveform_to_string
+    deadline = time.monotonic() + timeout
+    chids = [ca.create_channel(signal.pvname) if isinstance(signal, EpicsSignalBase) else None
+             for signal in signals]
+    for chid in chids:
+        if chid is not None:
+            ca.get(chid, wait=False)
+    values = []
+    for signal, chid in zip(signals, chids):
+        if chid is None:
+            values.append(signal.get())
+            continue
+        value = ca.get_complete(chid, timeout=max(deadline - time.monotonic(), 0.001))
+        if value is None:
+            raise TimeoutError(f"{signal.pvname}: no reply to a get within {timeout:.1f} s")
+        values.append(waveform_to_string(value) if signal.as_string and not isinstance(value, str) else value)
+    return values
+
+
+def _start_put(signal, value, timeout: float):
+    """A status done when the IOC has processed the put (EPICS put completion)."""
+    from ophyd import EpicsSignal
+    from ophyd.status import Status
+    if not isinstance(signal, EpicsSignal):      # a soft signal: ophyd's own set
+        return signal.set(value, timeout=timeout)
+    status = Status(signal, timeout=timeout)
+    signal.put(value, use_complete=True, callback=lambda **_: status.set_finished())
+    return status
+
+
+def _wait_taken(writes: list[tuple[Any, Any]], deadline: float) -> None:
+    """Wait until every signal reads back its value (a ``_RBV`` may trail its put
+    completion).  One that still does not when time is up was clamped or refused
+    by the IOC: say which, with what it holds."""
+    delay = 0.002
+    while True:
+        # a read started at the deadline still gets its round trip
+        currents = read_together([signal for signal, _ in writes], max(deadline - time.monotonic(), 0.5))
+        differing = [(signal, value, current) for (signal, value), current in zip(writes, currents)
+                     if not _same(signal, value, current)]
+        if not differing:
+            return
+        if time.monotonic() >= deadline:
+            signal, value, current = differing[0]
+            pvname = getattr(signal, "setpoint_pvname", None) or getattr(signal, "pvname", signal.name)
+            raise SetupValueError(f"{pvname}: wrote {value!r}, the IOC holds {current!r}")
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+        delay = min(delay * 2, 0.1)
+        writes = [(signal, value) for signal, value, _ in differing]
+
+
+def _same(signal, value, current) -> bool:
+    """Whether the readback ``current`` is the ``value`` written (a menu field reads
+    back its index; a numeric field within the signal's ``tolerance``, if it has one)."""
+    enum_strs = getattr(signal, "enum_strs", None) or ()
+    if enum_strs and isinstance(value, str) and isinstance(current, numbers.Integral):
+        return 0 <= current < len(enum_strs) and enum_strs[current] == value
+    tolerance = getattr(signal, "tolerance", None)
+    if tolerance is not None and isinstance(value, numbers.Number) and isinstance(current, numbers.Number):
+        return abs(current - value) <= tolerance
+    return bool(np.all(np.asarray(current == value)))
 
 
 def field_signal(device, field: str):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..lazy_signals import created_together
-from ._common import NUMBER_OR_RANDOM, SetupValueError, check_string_field, number, put
+from ._common import NUMBER_OR_RANDOM, SetupValueError, check_string_field, number, put_all
 
 logger = logging.getLogger(__name__)
 DITHER_CONNECT_TIMEOUT = 2.0
@@ -75,8 +75,7 @@ def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 1
                 "peak_start.peak_start_x": int(cx), "peak_start.peak_start_y": int(cy),
                 "peak_width.peak_width_x": int(w), "peak_width.peak_width_y": int(w),
                 "gain": g, "noise": n}
-    for signal, value in zip(created_together(cam, list(settings)), settings.values()):
-        put(signal, value)
+    put_all(list(zip(created_together(cam, list(settings)), settings.values())))
     for record, axis, centre in ((dither_x, "X", int(cx)), (dither_y, "Y", int(cy))):
         if not record:
             continue
@@ -98,13 +97,13 @@ def _dither(record: str, target: str, centre: int, pixels: float, scan: str, nam
     fields = ["enable", "description", "channels.A.input_value", "channels.B.input_value",
               "calculation", "output_link_pv", "scanning_rate"]
     with swait_record(record, name, context, timeout=DITHER_CONNECT_TIMEOUT, fields=fields) as swait:
-        put(swait.enable, 1)
-        put(swait.description, f"{name.replace('_', ' ')}")
-        put(swait.channels.A.input_value, centre)
-        put(swait.channels.B.input_value, float(pixels))
-        put(swait.calculation, "A+B*(RNDM-0.5)")
-        put(swait.output_link_pv, target)
-        put(swait.scanning_rate, scan)
+        put_all([(swait.enable, 1),
+                 (swait.description, f"{name.replace('_', ' ')}"),
+                 (swait.channels.A.input_value, centre),
+                 (swait.channels.B.input_value, float(pixels)),
+                 (swait.calculation, "A+B*(RNDM-0.5)"),
+                 (swait.output_link_pv, target),
+                 (swait.scanning_rate, scan)])
 
 
 ad_peak_simulation.options_schema = {

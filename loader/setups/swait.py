@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from ..connect import signals_of, unconnected_pvs
 from ..lazy_signals import build_lazy_signals, created_together
-from ._common import NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field, number, put
+from ._common import NUMBER_OR_RANDOM, STRING_FIELD_CHARS, SetupValueError, check_string_field, number, put, put_all
 
 CONNECT_TIMEOUT = 10.0   # bounded; channels of an IOC that just restarted take a few seconds
 TEMPERATURE_CALC = "A+max(-D,min(D,(B-A)))+C*(RNDM-0.5)"
@@ -72,14 +72,14 @@ def swait_record(prefix: str, name: str, context=None, timeout: float = CONNECT_
 def enable_calcs(device, enable: bool = True, each: bool = True) -> None:
     """Enable (or disable) a UserCalcsDevice / UserCalcoutDevice and each of its records."""
     value = 1 if enable else 0
-    put(device.enable, value)
+    signals = [device.enable]
     if each:
         # asked of the class: on a lazily built record, the instance would make its fields
         records = [attr for attr in device.component_names
                    if attr != "enable" and hasattr(type(getattr(device, attr)), "enable")]
         # made together: lazily built enables (``load: lazy``) connect side by side
-        for signal in created_together(device, [f"{attr}.enable" for attr in records]):
-            put(signal, value)
+        signals += created_together(device, [f"{attr}.enable" for attr in records])
+    put_all([(signal, value) for signal in signals])
 
 
 enable_calcs.options_schema = {
@@ -160,13 +160,13 @@ def temperature_swait(device, setpoint: float = 25, noise: float = 1, max_change
                                   f"(expected one of: {', '.join(map(repr, swait.scanning_rate.enum_strs))})")
         swait.reset()
         swait.description.put("temperature")
-        put(swait.channels.A.input_pv, f"{prefix}.VAL")    # the previous value
-        put(swait.channels.B.input_value, setpoint)
-        put(swait.channels.C.input_value, noise)
-        put(swait.channels.D.input_value, max_change)
-        put(swait.channels.E.input_value, tolerance)
-        put(swait.calculation, TEMPERATURE_CALC)
-        put(swait.scanning_rate, scan)
+        put_all([(swait.channels.A.input_pv, f"{prefix}.VAL"),    # the previous value
+                 (swait.channels.B.input_value, setpoint),
+                 (swait.channels.C.input_value, noise),
+                 (swait.channels.D.input_value, max_change),
+                 (swait.channels.E.input_value, tolerance),
+                 (swait.calculation, TEMPERATURE_CALC),
+                 (swait.scanning_rate, scan)])
     tol = getattr(device, "tolerance", None)
     if tol is not None and not hasattr(tol, "pvname"):   # a soft tolerance signal on the positioner
         tol.put(float(tolerance))
