@@ -43,6 +43,7 @@ import logging
 import queue
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,6 +52,7 @@ from epics import ca, dbr
 from ophyd import _pyepics_shim as shim
 
 from .callback_threads import keep_thread_state
+from .pyepics_gil import opening_poll_skipped
 
 logger = logging.getLogger(__name__)
 
@@ -314,9 +316,11 @@ class BulkMetadataPV(shim.PyepicsShimPV):
                 self._args["type"] = dbr.Name(self.ftype).lower()
 
     def _PV__on_connect(self, *args, **kwargs):
-        """pyepics' connection handler (``PV.__on_connect``), under the subscribers lock."""
+        """pyepics' connection handler (``PV.__on_connect``), under the subscribers lock;
+        on a connection, without the ``poll`` it opens with (``loader.pyepics_gil``)."""
         keep_thread_state()     # libca's receive thread: see loader/callback_threads.py
-        with self._subscribers_lock:
+        connected = kwargs.get("conn", args[2] if len(args) > 2 else True)
+        with self._subscribers_lock, (opening_poll_skipped() if connected else nullcontext()):
             return super()._PV__on_connect(*args, **kwargs)
 
     def _PV__on_changes(self, *args, **kwargs):
@@ -385,17 +389,37 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         if resent:
             ca.flush_io()
 
-    def clear_callbacks(self):
+    def clear_callbacks(self, *args, **kwargs):
         """ophyd's ``release_pvs`` calls this just before it clears the channel:
         from here on the batcher leaves this PV alone (a libca call on a cleared
-        channel crashes the process)."""
+        channel crashes the process).  A channel held open outside ophyd as well
+        (:func:`keep_channel_open`) is let go of, not cleared."""
         with self._release_lock:
             self._released = True
             # ophyd's own blocking fetch (a fall-back, a read before the metadata came)
             # must be over before the channel goes: bounded, its gets have timeouts
             if not self._release_lock.wait_for(lambda: not self._blocking_fetches, RELEASE_WAIT):
                 logger.warning("%s: released while a metadata fetch was still running", self.pvname)
-        super().clear_callbacks()
+        super().clear_callbacks(*args, **kwargs)
+        if self.pvname in _kept_open and self.chid is not None:
+            self._leave_channel_open()
+
+    def _leave_channel_open(self) -> None:
+        """Let go of the channel without clearing it, as pyepics' ``disconnect`` does
+        (ophyd's ``clear_callbacks`` signature keeps that from running on ophyd's
+        PVs): this PV's handlers come off the channel, else a later connection runs
+        the released PV's handler; and its monitor is cancelled, which a cleared
+        channel did by itself (``clear_auto_monitor`` only flags it): left, the
+        IOC's next update called into the freed PV and crashed the process.
+        Without a ``chid`` then, ``release_pvs`` does not clear the channel."""
+        entry = ca.get_cache(self.pvname)
+        if entry is not None:
+            for handlers, handler in ((entry.callbacks, self._PV__on_connect),
+                                      (entry.access_event_callback, self._PV__on_access_rights_event)):
+                while handler in handlers:
+                    handlers.remove(handler)
+        self._clear_auto_monitor_subscription()
+        self.chid = None
 
     def get_all_metadata_callback(self, callback: MetadataCallback, *, timeout: float) -> None:
         _batcher.submit(self, callback, timeout)
@@ -491,6 +515,20 @@ def _cached_pv(cache_key: tuple):
 
 _creation_locks: dict[tuple, threading.RLock] = {}    # one per PV ever asked for (small)
 _ophyd_get_pv = shim.get_pv
+
+
+_kept_open: set[str] = set()
+
+
+def keep_channel_open(pvname: str) -> None:
+    """``pvname``'s channel is also held outside ophyd (a ``load: lazy`` device's
+    planned channel, ``loader.lazy_signals``): no released PV may clear it.
+
+    Why: pyepics keeps one channel per PV name, and ophyd's ``release_pvs`` clears
+    the channel of every PV it releases.  A device destroyed on the same PVs (a
+    setup's own swait record while ``calcs`` was not connected) took the lazy
+    device's channels with it, and the device never connected again."""
+    _kept_open.add(pvname)
 
 
 def batcher() -> MetadataBatcher:

@@ -147,8 +147,11 @@ class PlannedChannel:
 
     def open(self) -> None:
         from epics import ca
+
+        from .bulk_metadata import keep_channel_open
         if ca.current_context() is None:     # as pyepics' PV does: a thread without a
             ca.use_initial_context()         # context would make its own
+        keep_channel_open(self.pvname)       # a destroyed ophyd PV on it must not clear it
         # pyepics calls back at once if the channel is already connected, and on every change
         ca.create_channel(self.pvname, connect=False, auto_cb=True, callback=self._on_connection)
 

@@ -1,4 +1,4 @@
-"""Two pyepics calls that gave the GIL away for nothing (issue 7).
+"""pyepics calls that gave the GIL away for nothing (issue 7).
 
 ctypes releases the GIL around every call into libca.  While a load builds
 thousands of signals, several threads want the GIL (constructors, libca's
@@ -19,6 +19,14 @@ back.  Two of the most frequent calls need neither:
   every reply in turn, so its time is the connection rate.  :func:`poll`
   remembers the threads libca refused and returns the same status to them at
   once; elsewhere it is pyepics' ``poll``.
+* The same opening ``poll`` when the handler runs in the thread that made the
+  PV (its channel was already connected: a second signal on a PV, every signal
+  of a ``load: lazy`` device on first use).  There libca takes it: ~0.3-0.7 ms
+  of sleeping in ``ca_pend_event`` per signal, for nothing, since pyepics'
+  callbacks are preemptive (libca delivers them on its own threads) and the
+  handler's own requests are flushed by later polls, as before.  The handler
+  (``loader.bulk_metadata.BulkMetadataPV``) runs inside
+  :func:`opening_poll_skipped`, and :func:`poll` returns at once to that one call.
 
 pyepics' functions and ``epics.pv`` look both names up in ``epics.ca`` at call
 time, so :func:`install` reaches them; ``tests/test_pyepics_gil.py`` fails if a
@@ -28,10 +36,12 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from epics import ca
 
+ECA_NORMAL = 1
 ECA_EVDISALLOW = 210     # caerr.h: "Request inappropriate within subscription (monitor) update callback"
 
 _without_gil_release: Callable[[], int | None] | None = None
@@ -40,6 +50,7 @@ _pyepics_poll = ca.poll
 # libca's callback threads, by ident; the thread object tells a later thread that
 # reuses the ident (a circuit's threads end when its IOC goes away) from the original
 _refusing_threads: dict[int, threading.Thread] = {}
+_opening_poll = threading.local()    # .skip: the thread's next poll is a connection handler's first
 
 
 def current_context() -> int | None:
@@ -61,7 +72,11 @@ def current_context() -> int | None:
 
 
 def poll(evt: float = 1.e-5, iot: float = 1.0) -> int | None:
-    """pyepics' ``poll``, except in a thread where libca refused it before."""
+    """pyepics' ``poll``, except in a thread where libca refused it before, and as a
+    connection handler's opening call (see :func:`opening_poll_skipped`)."""
+    if getattr(_opening_poll, "skip", False):
+        _opening_poll.skip = False
+        return ECA_NORMAL
     thread = threading.current_thread()
     if _refusing_threads.get(thread.ident) is thread:
         return ECA_EVDISALLOW
@@ -69,6 +84,18 @@ def poll(evt: float = 1.e-5, iot: float = 1.0) -> int | None:
     if status == ECA_EVDISALLOW:
         _refusing_threads[thread.ident] = thread
     return status
+
+
+@contextmanager
+def opening_poll_skipped() -> Iterator[None]:
+    """Around pyepics' connection handler (``PV.__on_connect``) of a connected
+    channel: its first ``poll``, at the top, returns at once; any later one (in a
+    callback it runs, a blocking get) is pyepics' own."""
+    _opening_poll.skip = True
+    try:
+        yield
+    finally:
+        _opening_poll.skip = False
 
 
 def install() -> None:

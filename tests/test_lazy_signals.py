@@ -4,6 +4,7 @@ and ``ad:`` IOCs.  Also: a lazy component touched after any load waits for its
 connection, as ophyd intends."""
 from __future__ import annotations
 
+import gc
 import json
 import time
 
@@ -109,6 +110,56 @@ def test_a_lazy_device_connects_its_pvs_and_builds_signals_on_first_use(gp_ioc, 
         assert all(record._signals[attr].connected for attr in own)
         assert record.channels.A._signals == {} and calcs.calc7.channels._signals.keys() == set("ABCDEFGHIJKL")
         assert list(calcs.calc7.walk_signals()) == []
+    finally:
+        for obj in bl.devices.values():
+            obj.destroy()
+
+
+def test_a_device_destroyed_on_a_lazy_devices_pvs_leaves_its_channels_open(gp_ioc, tmp_path):
+    """pyepics shares one channel per PV name, and ophyd clears the channel of each PV
+    it releases: a setup step's own swait record (made while ``calcs`` was not
+    connected, destroyed after) took ``calcs``' channels with it, and ``calcs`` never
+    connected again, even once its IOC was back (test_faults' IOC-down load, which
+    failed that way).  Here: the channels the load opened are still libca's, live."""
+    from apstools.synApps import UserCalcN
+    from epics import ca
+    cfg = lazy_config(tmp_path, ["calcs"], ["calcs"])
+    bl = load_beamline("training", config=cfg, session=False, timeout=20)
+    try:
+        assert [r.name for r in bl.status().failed] == [], str(bl.status())
+        on_calc9 = [ch for ch in planned_channels(bl.calcs) if ch.pvname.startswith("gp:userCalc9")]
+        assert len(on_calc9) > 60
+        opened = {ch.pvname: ca.get_cache(ch.pvname).chid.value for ch in on_calc9}
+        own = UserCalcN("gp:userCalc9", name="own")
+        own.wait_for_connection(timeout=10)
+        seen = []
+        own.calculated_value.subscribe(lambda value, **kw: seen.append(value), run=False)   # a monitor
+        released = own.calculated_value._read_pv
+        assert released._monref is not None
+        own.destroy()
+        # its monitor is cancelled with it (a cleared channel took it along; a kept one
+        # does not, and the next update called into the freed PV: a crash)
+        assert released._monref is None and released.chid is None
+        del own, released
+        gc.collect()
+        for name, chid in opened.items():
+            entry = ca.get_cache(name)
+            assert entry is not None and entry.chid.value == chid, f"{name}: its channel was cleared"
+            assert ca.isConnected(entry.chid) and entry.callbacks, name
+        # the IOC's updates reach the lazy device, and no longer the destroyed one's
+        # monitor (left subscribed, it called into a freed PV: the process crashed)
+        seen.clear()
+        record = bl.calcs.calc9
+        record.channels.A.input_value.put(4.5, wait=True)
+        record.calculation.put("A", wait=True)
+        record.process_record.put(1, wait=True)
+        assert record.calculated_value.get(use_monitor=False) == 4.5
+        time.sleep(0.3)
+        assert seen == []
+        assert bl.calcs.calc9.description.connected
+        bl.calcs.calc9.description.put("still here", wait=True)
+        assert bl.calcs.calc9.description.get(use_monitor=False) == "still here"
+        assert not bl.status().failed, str(bl.status())
     finally:
         for obj in bl.devices.values():
             obj.destroy()

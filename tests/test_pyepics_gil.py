@@ -1,4 +1,4 @@
-"""Two pyepics calls that gave the GIL away for nothing (issue 7, ``loader/pyepics_gil.py``).
+"""pyepics calls that gave the GIL away for nothing (issue 7, ``loader/pyepics_gil.py``).
 
 Run against EPICS's own softIoc.  They fail if a future pyepics stops looking
 ``current_context`` or ``poll`` up in ``epics.ca`` at call time (the swaps would
@@ -103,3 +103,44 @@ def test_uninstall_restores_pyepics_functions():
     assert not pyepics_gil.installed()
     assert ca.current_context is pyepics_gil._pyepics_current_context
     assert ca.poll is pyepics_gil._pyepics_poll
+
+
+def test_a_signal_on_a_connected_channel_is_made_without_libcas_pend(softioc, swapped, monkeypatch):
+    """pyepics' connection handler opens with a ``poll``; run in the thread that makes
+    the PV (its channel already connected: every lazy signal's first use, its channel
+    opened bare at load) it slept in libca for nothing.  Fails if ``BulkMetadataPV``
+    stops skipping it, or if a future pyepics handler stops being the one our
+    subclass wraps."""
+    from loader import bulk_metadata
+    bulk_metadata.install()
+    try:
+        chid = ca.create_channel("sx:ao50", connect=True)      # as loader.lazy_signals opens it
+        assert ca.isConnected(chid)
+        polled = []
+        real = pyepics_gil._pyepics_poll
+        monkeypatch.setattr(pyepics_gil, "_pyepics_poll",
+                            lambda *a: polled.append(threading.get_ident()) or real(*a))
+        handled = []
+        monkeypatch.setattr(pyepics_gil, "opening_poll_skipped", _counting(pyepics_gil.opening_poll_skipped, handled))
+        monkeypatch.setattr(bulk_metadata, "opening_poll_skipped", pyepics_gil.opening_poll_skipped)
+        signal = EpicsSignal("sx:ao50", name="ao50")      # pyepics' cached, connected channel
+        assert isinstance(signal._read_pv, bulk_metadata.BulkMetadataPV), "a PV made before: not a test"
+        assert handled == [threading.get_ident()], "the handler did not run here, around the skip"
+        assert threading.get_ident() not in polled, "libca was polled while the signal was made"
+        signal.wait_for_connection(timeout=10)
+        assert signal.get() == 50.0 and signal.precision is not None    # its metadata came too
+        assert ca.poll() == 1 and threading.get_ident() in polled     # later polls are pyepics' own
+        signal.destroy()
+    finally:
+        bulk_metadata.uninstall()
+
+
+def _counting(context_manager, calls):
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counted():
+        calls.append(threading.get_ident())
+        with context_manager():
+            yield
+    return counted
