@@ -4,12 +4,13 @@ These tests run against EPICS's own softIoc, so they also fail if a future ophyd
 stops asking its PV class for initial metadata through
 ``get_all_metadata_callback`` (the hook would then be silently bypassed).
 """
+import gc
 import inspect
 import threading
 
 import epics
 import ophyd
-from epics import dbr
+from epics import ca, dbr
 import pytest
 from ophyd import EpicsSignal, EpicsSignalRO
 from ophyd import _pyepics_shim as shim
@@ -181,6 +182,35 @@ def test_uninstall_restores_ophyd_pv_class(softioc):
     sig.wait_for_connection(timeout=10)
     assert type(sig._read_pv) is shim.PyepicsShimPV
     assert sig.get() == 33.0
+
+
+def test_a_pv_released_on_a_channel_held_elsewhere_leaves_it_open_and_quiet(softioc, bulk):
+    """A ``load: lazy`` device holds its PVs' channels (``keep_channel_open``); a
+    signal released on one of them must not clear it (the lazy device would never
+    connect again), and must take its handlers and its monitor along (a cleared
+    channel did that by itself; left, the next update called into the freed PV and
+    crashed the process)."""
+    pvname = "sx:ao51"
+    bulk_metadata.keep_channel_open(pvname)
+    chid = ca.create_channel(pvname, connect=True)
+    entry = ca.get_cache(pvname)
+    sig = EpicsSignalRO(pvname, name="ao51_monitored", auto_monitor=True)
+    sig.wait_for_connection(timeout=10)
+    seen = []
+    sig.subscribe(lambda value, **kw: seen.append(value), run=False)
+    pv = sig._read_pv
+    assert isinstance(pv, bulk_metadata.BulkMetadataPV), "a PV made before: not a test"
+    assert pv._monref is not None and pv._PV__on_connect in entry.callbacks
+    sig.destroy()
+    assert pv._monref is None, "its monitor outlived it"
+    assert pv._PV__on_connect not in entry.callbacks and pv._PV__on_access_rights_event not in entry.access_event_callback
+    assert ca.get_cache(pvname) is entry and ca.isConnected(chid), "the channel was cleared"
+    del sig, pv
+    gc.collect()
+    caput = EpicsSignal(pvname, name="ao51_writer")
+    caput.put(51.5, wait=True)
+    assert caput.get(use_monitor=False) == 51.5 and seen == []
+    caput.destroy()
 
 
 @pytest.mark.faults
