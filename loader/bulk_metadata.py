@@ -27,6 +27,8 @@ It also mends three pyepics races: a get tried while the IOC was away stays
 signal already holds, while that PV is connecting, can miss the connection for
 good (see :func:`get_pv`); and a PV that connects while it is being made can be
 left asking for a type pyepics cannot read (see ``BulkMetadataPV._mend_request_type``).
+And a PV released on a channel held open elsewhere (a ``load: lazy`` device's, see
+:func:`keep_channel_open`) lets go of the channel instead of clearing it.
 
 The hooks are ``epics.pv.default_pv_class`` (the PV class ``epics.get_pv`` builds,
 which ophyd's shim itself sets in ``setup()``) and ``ophyd.cl.get_pv`` (which
@@ -404,6 +406,7 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         if self.pvname in _kept_open and self.chid is not None:
             self._leave_channel_open()
 
+    @epics.pv._ensure_context     # its channel entry is found in the PV's own context
     def _leave_channel_open(self) -> None:
         """Let go of the channel without clearing it, as pyepics' ``disconnect`` does
         (ophyd's ``clear_callbacks`` signature keeps that from running on ophyd's

@@ -213,6 +213,23 @@ def test_a_pv_released_on_a_channel_held_elsewhere_leaves_it_open_and_quiet(soft
     caput.destroy()
 
 
+def test_a_pv_released_from_a_thread_without_a_ca_context_still_lets_go_of_the_channel(bulk):
+    """ophyd's ``destroy`` may run in any thread; the channel's entry is looked up in
+    the PV's own context, else the released PV's handler stayed on the channel."""
+    pvname = "sx:nowhere"            # no IOC serves it: the channel never connects
+    bulk_metadata.keep_channel_open(pvname)
+    ca.create_channel(pvname, connect=False)
+    entry = ca.get_cache(pvname)
+    sig = EpicsSignalRO(pvname, name="nowhere")
+    pv = sig._read_pv
+    assert pv._PV__on_connect in entry.callbacks
+    worker = threading.Thread(target=sig.destroy)
+    worker.start()
+    worker.join(10)
+    assert pv._PV__on_connect not in entry.callbacks
+    assert ca.get_cache(pvname) is entry and entry.chid is not None, "the channel was cleared"
+
+
 @pytest.mark.faults
 def test_a_get_lost_while_the_ioc_was_away_does_not_block_later_reads(softioc, bulk):
     """pyepics leaves a get that libca refused (channel down) "pending" for ever;
