@@ -116,6 +116,8 @@ def test_a_signal_on_a_connected_channel_is_made_without_libcas_pend(softioc, sw
     try:
         chid = ca.create_channel("sx:ao50", connect=True)      # as loader.lazy_signals opens it
         assert ca.isConnected(chid)
+        # pyepics marks its entry connected from libca's thread, a moment after libca
+        wait_for(lambda: ca.get_cache("sx:ao50").conn, timeout=10, message="pyepics' connection handler")
         polled = []
         real = pyepics_gil._pyepics_poll
         monkeypatch.setattr(pyepics_gil, "_pyepics_poll",
