@@ -70,11 +70,18 @@ def test_a_value_the_ioc_does_not_keep_is_reported_within_the_bound(gp_ioc):
     assert ca_value("gp:m8.MRES") == before
 
 
-def test_nothing_is_written_when_one_value_does_not_fit(gp_ioc):
+@pytest.mark.parametrize("bad", ["text for a number", "beyond the motor's limits"])
+def test_nothing_is_written_when_one_value_does_not_fit(gp_ioc, bad):
     calc = SwaitRecord("gp:userCalc6", name="calc6")
     calc.wait_for_connection(timeout=10)
     calc.reset()
-    with pytest.raises(SetupValueError, match="gp:userCalc6.C is numeric"):
-        put_all([(calc.channels.A.input_value, 7.0), (calc.channels.C.input_value, "warm")])
+    if bad == "text for a number":
+        write, expected = (calc.channels.C.input_value, "warm"), "gp:userCalc6.C is numeric"
+    else:
+        from ophyd import EpicsMotor
+        motor = EpicsMotor("gp:m7", name="m7")
+        motor.wait_for_connection(timeout=10)
+        write, expected = (motor.user_setpoint, motor.limits[1] + 10), "gp:m7.VAL: .*nothing written"
+    with pytest.raises(SetupValueError, match=expected):
+        put_all([(calc.channels.A.input_value, 7.0), write])
     assert ca_value("gp:userCalc6.A") == 0.0
-

@@ -99,10 +99,26 @@ def put_all(writes: Sequence[tuple[Any, Any]], timeout: float = PUT_TIMEOUT) -> 
             signal.wait_for_connection(timeout=left())   # enum strings and type known from here on
     values = [checked(signal, value, current)
               for (signal, value), current in zip(writes, read_together(signals, left()))]
+    for signal, value in zip(signals, values):
+        _within_limits(signal, value)
     statuses = [_start_put(signal, value, left()) for signal, value in zip(signals, values)]
     for status in statuses:
         status.wait(timeout=left())
     _wait_taken(list(zip(signals, values)), deadline)
+
+
+def _within_limits(signal, value) -> None:
+    """ophyd's own check of a value against the field's control limits (a motor's
+    setpoint), made before any put: ophyd would make it at the put, after the
+    step's earlier fields were already written."""
+    check = getattr(signal, "check_value", None)
+    if check is None:
+        return
+    try:
+        check(value)
+    except ValueError as exc:      # ophyd's LimitError is one
+        pvname = getattr(signal, "setpoint_pvname", None) or getattr(signal, "pvname", signal.name)
+        raise SetupValueError(f"{pvname}: {exc}; nothing written") from None
 
 
 def read_together(signals: Sequence[Any], timeout: float) -> list:
