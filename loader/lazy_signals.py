@@ -101,7 +101,7 @@ def _with_siblings(instantiate):
     device touched (ophyd waiting for it) makes all of that device's lazy signals,
     without waiting, then waits for them together (bounded by the touched signal's
     connection timeout): ``describe_configuration()`` of a lazy ``calcs`` took 3.7 s
-    with one wait per signal in turn, 1.2–1.5 s so (0.5–1.1 s built at load).  A
+    with one wait per signal in turn, 1.0–2.0 s so (0.5–1.1 s built at load).  A
     sibling still not connected then is left as ophyd leaves a signal whose IOC went
     away; the touched one gets ophyd's own wait and error."""
     def _instantiate_component(self, attr):

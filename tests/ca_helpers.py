@@ -86,3 +86,10 @@ def blocking_gets_by_thread(monkeypatch) -> list[tuple[str, str]]:
     must never be one of the threads."""
     monkeypatch.setattr(epics.ca, "get_with_metadata", epics.ca.get_with_metadata)  # undone at teardown
     return record_blocking_gets()
+
+
+def ca_value(pv: str):
+    """Read ``pv`` with caproto's synchronous client: independent of the loader's pyepics channels."""
+    from caproto.sync.client import read
+    data = read(pv, timeout=10).data
+    return data[0].decode() if isinstance(data[0], bytes) else data[0]

@@ -19,6 +19,8 @@ from typing import Callable
 import pytest
 import yaml
 
+from ca_helpers import ca_value
+
 from loader.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -360,13 +362,6 @@ def test_callback_factory_returning_a_non_callback(bad_plugins, tmp_path):
 # -- values a setup action writes over Channel Access ---------------------------
 
 LONG_PV = "gp:userCalc10_reference_channel_for_peak.VAL"     # 44 characters: a real-looking name
-
-
-def ca_value(pv: str):
-    """Read ``pv`` with caproto's synchronous client: independent of the loader's pyepics channels."""
-    from caproto.sync.client import read
-    data = read(pv, timeout=10).data
-    return data[0].decode() if isinstance(data[0], bytes) else data[0]
 
 
 #: name -> (device, setup step, labels to load, PV the action must not have changed, expected in reason)

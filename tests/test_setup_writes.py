@@ -6,18 +6,11 @@ import time
 
 import pytest
 from apstools.synApps import SwaitRecord
-from caproto.sync.client import read
 from ophyd import EpicsSignal
 
-from ca_helpers import wait_for
+from ca_helpers import ca_value, wait_for
 
 from loader.setups._common import SetupValueError, put, put_all, read_together
-
-
-def ca_value(pv: str):
-    """``pv`` through caproto's synchronous client, not the loader's pyepics channels."""
-    data = read(pv, timeout=10).data
-    return data[0].decode() if isinstance(data[0], bytes) else data[0]
 
 
 def test_fields_written_together_hold_and_the_record_runs_them(gp_ioc):

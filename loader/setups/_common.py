@@ -49,6 +49,11 @@ def check_string_field(value: str, pvname: str, what: str = "value") -> None:
             f"{pvname} (expected at most {STRING_FIELD_CHARS} characters); not written")
 
 
+def field_pv(signal) -> str:
+    """The PV a write to ``signal`` goes to, for messages (its name if it has none)."""
+    return getattr(signal, "setpoint_pvname", None) or getattr(signal, "pvname", signal.name)
+
+
 def checked(signal, value, current):
     """``value`` if ``signal``'s field, which holds ``current``, can hold it unchanged,
     else ``SetupValueError``.
@@ -56,7 +61,7 @@ def checked(signal, value, current):
     Numbers for numeric fields, enum strings from the record's menu, and strings
     that fit a STRING field: anything else would be refused or truncated by CA.
     """
-    pvname = getattr(signal, "setpoint_pvname", None) or getattr(signal, "pvname", signal.name)
+    pvname = field_pv(signal)
     enum_strs = getattr(signal, "enum_strs", None)
     if enum_strs and isinstance(value, str):
         if value not in enum_strs:
@@ -117,7 +122,7 @@ def _within_limits(signal, value) -> None:
     try:
         check(value)
     except ValueError as exc:      # ophyd's LimitError is one
-        pvname = getattr(signal, "setpoint_pvname", None) or getattr(signal, "pvname", signal.name)
+        pvname = field_pv(signal)
         raise SetupValueError(f"{pvname}: {exc}; nothing written") from None
 
 
@@ -175,7 +180,7 @@ def _wait_taken(writes: list[tuple[Any, Any]], deadline: float) -> None:
             return
         if time.monotonic() >= deadline:
             signal, value, current = differing[0]
-            pvname = getattr(signal, "setpoint_pvname", None) or getattr(signal, "pvname", signal.name)
+            pvname = field_pv(signal)
             raise SetupValueError(f"{pvname}: wrote {value!r}, the IOC holds {current!r}")
         time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
         delay = min(delay * 2, 0.1)
