@@ -91,7 +91,8 @@ def put_all(writes: Sequence[tuple[Any, Any]], timeout: float = PUT_TIMEOUT) -> 
     (4-6 ms), and a setup writes up to 21 fields.  Here the fields are read once
     together, every value is checked before anything is written, the puts go out
     back to back with put completion (one circuit: the IOC takes them in order),
-    and the readbacks are compared once all have completed.
+    each followed by a get of its readback, and the readbacks are compared once
+    all have completed.
     """
     deadline = time.monotonic() + timeout
 
@@ -106,10 +107,15 @@ def put_all(writes: Sequence[tuple[Any, Any]], timeout: float = PUT_TIMEOUT) -> 
               for (signal, value), current in zip(writes, read_together(signals, left()))]
     for signal, value in zip(signals, values):
         _within_limits(signal, value)
-    statuses = [_start_put(signal, value, left()) for signal, value in zip(signals, values)]
+    statuses, reads = [], []
+    for signal, value in zip(signals, values):
+        statuses.append(_start_put(signal, value, left()))
+        # asked right behind its put, on the same circuit: the IOC answers with what the
+        # put left, before another writer (the AD spot's dither, every second) lands
+        reads.append(_request_read(signal))
     for status in statuses:
         status.wait(timeout=left())
-    _wait_taken(list(zip(signals, values)), deadline)
+    _wait_taken(list(zip(signals, values)), deadline, _collect_reads(signals, reads, left()))
 
 
 def _within_limits(signal, value) -> None:
@@ -134,15 +140,25 @@ def read_together(signals: Sequence[Any], timeout: float) -> list:
     The connected signal's channel comes from pyepics' cache (``create_channel``
     of a known name returns it); a signal that is not an EPICS one is asked itself.
     """
+    return _collect_reads(signals, [_request_read(signal) for signal in signals], timeout)
+
+
+def _request_read(signal):
+    """Send a get of ``signal``'s read PV; its channel, or ``None`` for a soft signal."""
     from epics import ca
     from ophyd.signal import EpicsSignalBase
+    if not isinstance(signal, EpicsSignalBase):
+        return None
+    chid = ca.create_channel(signal.pvname)
+    ca.get(chid, wait=False)
+    return chid
+
+
+def _collect_reads(signals: Sequence[Any], chids: Sequence[Any], timeout: float) -> list:
+    """The replies to :func:`_request_read`, in ophyd's types."""
+    from epics import ca
     from ophyd.utils.epics_pvs import waveform_to_string
     deadline = time.monotonic() + timeout
-    chids = [ca.create_channel(signal.pvname) if isinstance(signal, EpicsSignalBase) else None
-             for signal in signals]
-    for chid in chids:
-        if chid is not None:
-            ca.get(chid, wait=False)
     values = []
     for signal, chid in zip(signals, chids):
         if chid is None:
@@ -166,14 +182,12 @@ def _start_put(signal, value, timeout: float):
     return status
 
 
-def _wait_taken(writes: list[tuple[Any, Any]], deadline: float) -> None:
-    """Wait until every signal reads back its value (a ``_RBV`` may trail its put
-    completion).  One that still does not when time is up was clamped or refused
-    by the IOC: say which, with what it holds."""
+def _wait_taken(writes: list[tuple[Any, Any]], deadline: float, currents: list) -> None:
+    """Wait until every signal reads back its value (``currents``: the first reads;
+    a ``_RBV`` may trail its put completion).  One that still does not when time is
+    up was clamped or refused by the IOC: say which, with what it holds."""
     delay = 0.002
     while True:
-        # a read started at the deadline still gets its round trip
-        currents = read_together([signal for signal, _ in writes], max(deadline - time.monotonic(), 0.5))
         differing = [(signal, value, current) for (signal, value), current in zip(writes, currents)
                      if not _same(signal, value, current)]
         if not differing:
@@ -185,6 +199,8 @@ def _wait_taken(writes: list[tuple[Any, Any]], deadline: float) -> None:
         time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
         delay = min(delay * 2, 0.1)
         writes = [(signal, value) for signal, value, _ in differing]
+        # a read started at the deadline still gets its round trip
+        currents = read_together([signal for signal, _ in writes], max(deadline - time.monotonic(), 0.5))
 
 
 def _same(signal, value, current) -> bool:
