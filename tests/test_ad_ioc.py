@@ -206,6 +206,47 @@ def test_peak_follows_peak_start(ad_ioc):
     assert y1 == pytest.approx(400, abs=3) and y2 == pytest.approx(400, abs=3)
 
 
+def test_a_moved_array_counter_means_the_frame_is_there(ad_ioc):
+    """A viewer reads ``image1:ArrayData`` when ``ArrayCounter_RBV`` (the plugin's or
+    the cam's) moves: as in areaDetector, the frame is posted before the counters.
+    The IOC used to count first, and a read in between got the previous frame (a
+    spot where the last load had put it, seen in test_loader's spot test)."""
+    width = 1024
+    for name, value in {"SimMode": "Peaks", "Gain": 200, "Offset": 0, "Noise": 0,
+                        "PeakNumX": 1, "PeakNumY": 1, "PeakWidthX": 10, "PeakWidthY": 10,
+                        "PeakVariation": 0, "PeakStartY": 500, "MinX": 0, "MinY": 0,
+                        "BinX": 1, "BinY": 1, "SizeX": width, "SizeY": width}.items():
+        put(CAM + name, value)
+    put(IMAGE + "EnableCallbacks", 1)
+    spot_x: list = []                       # where the spot of the last ArrayData update is
+    when_counted: dict = {"image": [], "cam": []}     # ... each time a counter moved
+    data = epics.PV(IMAGE + "ArrayData", auto_monitor=True,
+                    callback=lambda value=None, **kw: spot_x.append(int(np.argmax(value)) % width))
+    counters = [epics.PV(prefix + "ArrayCounter_RBV", auto_monitor=True,
+                         callback=lambda key=key, **kw: when_counted[key].append(spot_x[-1:]))
+                for key, prefix in (("image", IMAGE), ("cam", CAM))]
+    try:
+        for pv in [data] + counters:
+            assert pv.wait_for_connection(5.0)
+        wait_for(lambda: spot_x and all(when_counted.values()), 10.0, message="initial monitor values")
+        for moment in when_counted.values():
+            moment.clear()
+        starts = (200, 600, 850)
+        for start in starts:
+            put(CAM + "PeakStartX", start)
+            acquire_one()
+        wait_for(lambda: all(len(moment) == len(starts) for moment in when_counted.values()),
+                 10.0, message="both counters to move once per frame")
+        for key, moment in when_counted.items():
+            seen = [xs[0] if xs else None for xs in moment]
+            assert seen == [pytest.approx(s, abs=3) for s in starts], \
+                f"{key} ArrayCounter_RBV moved before its frame was in image1:ArrayData: {seen}"
+    finally:
+        for pv in [data] + counters:
+            pv.clear_callbacks()
+            pv.clear_auto_monitor()
+
+
 def test_stream_capture_of_several_frames(hdf_idle):
     put(HDF + "FileWriteMode", "Stream")
     put(HDF + "NumCapture", 4)

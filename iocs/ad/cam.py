@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from caproto import SkipWrite
 
-from .frames import Frame, FrameSink
+from .frames import EPICS_EPOCH, Frame, FrameSink
 from .ndarray_base import ndarray_base
 from .params import NO_YES, Param, ParamGroup, enum, pv, ro, rw
 from .simulation import SIM_MODES, FrameSettings, FrameSimulator
@@ -260,24 +260,25 @@ class SimDetectorDriver:
             await p.set("AcquireBusy", "Done")
 
     async def _publish(self, data) -> None:
-        """Count the frame, describe it, and hand it to the enabled plugins."""
+        """Hand the frame to the enabled plugins, then count and describe it: as
+        areaDetector posts a driver's parameters after its array callbacks, so a
+        client that sees ``ArrayCounter_RBV`` move finds the frame in the plugins."""
         p = self.params
         now = time.time()
         self._unique_id += 1
         frame = Frame(data, self._unique_id, now)
+        if p.get("ArrayCallbacks") == "Enable":
+            for sink in self.sinks:
+                if sink.accepts(self.port):
+                    await sink.receive(frame)
         await p.set("ArrayCounter", p.get("ArrayCounter") + 1, timestamp=now)
         await p.set("UniqueId_RBV", frame.unique_id, timestamp=now)
-        await p.set("TimeStamp_RBV", now - 631152000.0, timestamp=now)
-        await p.set("EpicsTSSec_RBV", int(now - 631152000.0), timestamp=now)
+        await p.set("TimeStamp_RBV", now - EPICS_EPOCH, timestamp=now)
+        await p.set("EpicsTSSec_RBV", int(now - EPICS_EPOCH), timestamp=now)
         await p.set("EpicsTSNsec_RBV", int((now % 1) * 1e9), timestamp=now)
         if self._last_frame_time is not None and now > self._last_frame_time:
             await p.set("ArrayRate_RBV", round(1.0 / (now - self._last_frame_time), 2))
         self._last_frame_time = now
-        if p.get("ArrayCallbacks") != "Enable":
-            return
-        for sink in self.sinks:
-            if sink.accepts(self.port):
-                await sink.receive(frame)
 
     async def plugins_idle(self, timeout: float) -> None:
         """Wait (bounded) until every plugin has processed what it was given."""

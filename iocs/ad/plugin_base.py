@@ -1,8 +1,11 @@
 """What every simulated plugin does with an incoming frame (NDPluginDriver).
 
-Checks EnableCallbacks and NDArrayPort, counts the array, publishes its shape
-(ArraySize0/1/2_RBV, NDimensions, DataType, ColorMode, UniqueId, TimeStamp), then
-hands it to the plugin's own :meth:`PluginPort.process`.
+Checks EnableCallbacks and NDArrayPort, hands the frame to the plugin's own
+:meth:`PluginPort.process`, then counts it and publishes its shape
+(ArraySize0/1/2_RBV, NDimensions, DataType, ColorMode, UniqueId, TimeStamp).
+That order is areaDetector's (the parameters are posted once the plugin is
+done): a client that reads ``ArrayData`` when ``ArrayCounter_RBV`` moves gets
+that frame, not the one before.
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ class PluginPort:
 
     async def receive(self, frame: Frame) -> None:
         started = time.perf_counter()
-        await self._describe(frame)
         await self.process(frame)
+        await self._describe(frame)
         await self.params.set("ExecutionTime_RBV", round((time.perf_counter() - started) * 1e3, 3))
 
     async def _describe(self, frame: Frame) -> None:
