@@ -475,9 +475,20 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         and, for ``run_now``, a blocking value get (plus another CTRL get for the
         string form), one PV at a time.  The CTRL fields arrive through the
         batcher instead; ``run_now`` runs the callback on the monitored value
-        when there is one, else the monitor's first update runs it."""
-        index = super().add_callback(callback=callback, index=index, run_now=False,
-                                     with_ctrlvars=False, **kw)
+        when there is one, else the monitor's first update runs it.
+
+        Under the release lock, and not at all once released: ophyd's dispatcher
+        subscribes from its connection callback (``_pv_connected``), which checks
+        that the signal is not destroyed only once, at its top.  A destroy right
+        then cleared the channel while the subscription went on to it (ophyd's
+        ``add_callback`` turns the monitor back on, pyepics then asks libca about
+        the freed channel): the process crashed (test_bulk_metadata's resubscribe
+        test, once in CI, twice in a few hundred reruns on a loaded machine)."""
+        with self._release_lock:
+            if self._released:          # its channel is cleared, or about to be
+                return None
+            index = super().add_callback(callback=callback, index=index, run_now=False,
+                                         with_ctrlvars=False, **kw)
         if run_now and self.connected and self._args.get("value") is not None:
             self.run_callback(index)
         return index

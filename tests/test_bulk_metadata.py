@@ -539,3 +539,50 @@ def test_a_new_monitor_on_an_idle_client_gets_its_first_update(softioc):
     first update."""
     from test_deferred_imports import run_fresh
     assert run_fresh(RESUBSCRIBE, "sx:ao5", "30") == {"missed": 0, "not_connected": 0}
+
+
+SUBSCRIBED_AS_RELEASED = """
+import json, os, sys, threading
+import ophyd          # first, as in a load: pyepics then uses epicscorelibs' libca
+from epics import ca
+from ophyd import EpicsSignalRO
+from loader import bulk_metadata
+bulk_metadata.install()
+sig = EpicsSignalRO(sys.argv[1], name="sig", auto_monitor=True)
+sig.wait_for_connection(timeout=10)
+pv = sig._read_pv
+errors = []
+def subscribe():        # what ophyd's _pv_connected does, past its destroyed check
+    try:
+        pv.add_callback(lambda **kw: None, run_now=True)
+    except Exception as exc:
+        errors.append(repr(exc))
+libca_clear = ca.libca.ca_clear_channel
+def cleared_as_ophyd_subscribes(chid):
+    # libca has freed the channel; pyepics still has it in its cache (it drops it
+    # right after this call returns), and ophyd's dispatcher subscribes just then
+    status = libca_clear(chid)
+    subscriber = threading.Thread(target=subscribe)
+    subscriber.start()
+    subscriber.join(10)
+    return status
+ca.libca.ca_clear_channel = cleared_as_ophyd_subscribes
+sig.destroy()
+ca.libca.ca_clear_channel = libca_clear
+print(json.dumps({"subscribed": pv._monref is not None, "errors": errors}), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_subscription_made_as_the_signal_is_destroyed_leaves_the_cleared_channel_alone(softioc):
+    """ophyd's dispatcher subscribes a monitored signal from its connection callback,
+    which checks that the signal is not destroyed only at its top: a destroy right
+    then (a reload, the resubscribe test above) cleared the channel, and ophyd's
+    ``add_callback`` turned the monitor back on and subscribed to the freed
+    channel.  The process crashed (once in a CI run; the test above, rerun in a
+    loop, crashed there too).  Here the subscription comes exactly in that window;
+    without the release lock in ``BulkMetadataPV.add_callback`` libca is asked
+    about the freed channel: the process crashes, or the subscription fails or is
+    made on it.  Fresh process, for the crash."""
+    from test_deferred_imports import run_fresh
+    assert run_fresh(SUBSCRIBED_AS_RELEASED, "sx:ao6") == {"subscribed": False, "errors": []}
