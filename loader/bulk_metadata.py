@@ -477,7 +477,8 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         batcher instead; ``run_now`` runs the callback on the monitored value
         when there is one, else the monitor's first update runs it.
 
-        Under the release lock, and not at all once released: ophyd's dispatcher
+        Under the release lock, and not at all once released (nor ``run_now``,
+        which needs the CA context a release takes away): ophyd's dispatcher
         subscribes from its connection callback (``_pv_connected``), which checks
         that the signal is not destroyed only once, at its top.  A destroy right
         then cleared the channel while the subscription went on to it (ophyd's
@@ -489,8 +490,9 @@ class BulkMetadataPV(shim.PyepicsShimPV):
                 return None
             index = super().add_callback(callback=callback, index=index, run_now=False,
                                          with_ctrlvars=False, **kw)
-        if run_now and self.connected and self._args.get("value") is not None:
-            self.run_callback(index)
+            # (ophyd's callback is wrapped: this only hands the value to its dispatcher)
+            if run_now and self.connected and self._args.get("value") is not None:
+                self.run_callback(index)
         return index
 
 
