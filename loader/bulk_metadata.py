@@ -45,13 +45,14 @@ import logging
 import queue
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import epics
 from epics import ca, dbr
 from ophyd import _pyepics_shim as shim
+from ophyd.utils import DestroyedError
 
 from .callback_threads import keep_thread_state
 from .pyepics_gil import opening_poll_skipped
@@ -59,7 +60,7 @@ from .pyepics_gil import opening_poll_skipped
 logger = logging.getLogger(__name__)
 
 MetadataCallback = Callable[[str, dict], None]
-RELEASE_WAIT = 5.0      # seconds a release waits for ophyd's own metadata fetch on that PV
+RELEASE_WAIT = 5.0      # seconds a release waits for a read, write or metadata fetch on that PV
 
 
 @dataclass
@@ -283,11 +284,11 @@ class BulkMetadataPV(shim.PyepicsShimPV):
     """ophyd's PV class, but its initial metadata comes from :data:`_batcher`."""
 
     def __init__(self, *args, **kwargs):
-        # held for each libca call the batcher makes on this PV, and while ophyd's own
-        # blocking fetch is counted in or out (see clear_callbacks)
+        # held for each libca call the batcher makes on this PV, and while a read, a
+        # write or ophyd's own blocking fetch is counted in or out (see clear_callbacks)
         self._release_lock = threading.Condition()
         self._released = False
-        self._blocking_fetches = 0
+        self._uses = 0
         # held while pyepics runs this PV's connection / access-rights handlers, and
         # while get_pv adds a subscriber: the two never interleave
         self._subscribers_lock = threading.RLock()
@@ -398,10 +399,11 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         (:func:`keep_channel_open`) is let go of, not cleared."""
         with self._release_lock:
             self._released = True
-            # ophyd's own blocking fetch (a fall-back, a read before the metadata came)
-            # must be over before the channel goes: bounded, its gets have timeouts
-            if not self._release_lock.wait_for(lambda: not self._blocking_fetches, RELEASE_WAIT):
-                logger.warning("%s: released while a metadata fetch was still running", self.pvname)
+            # a read, a write or ophyd's own metadata fetch in another thread must be
+            # over before the channel goes (see _channel_in_use): bounded, they have timeouts
+            if not self._release_lock.wait_for(lambda: not self._uses, RELEASE_WAIT):
+                logger.warning("%s: released while a read, write or metadata fetch was still running",
+                               self.pvname)
         super().clear_callbacks(*args, **kwargs)
         if self.pvname in _kept_open and self.chid is not None:
             self._leave_channel_open()
@@ -443,8 +445,7 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         signal during the load: the temperature's done-check, apstools' IocStats).
         With the batcher's request already in flight, wait for its answer instead
         (bounded by ``timeout``); ophyd's own fetch is the fall-back.  That fetch is
-        counted, so that a release waits for it before ophyd clears the channel; a
-        released PV is not fetched."""
+        counted (:meth:`_channel_in_use`); a released PV is not fetched."""
         with self._bulk_state:
             if self._bulk_in_flight:
                 before = self._bulk_delivered
@@ -452,16 +453,42 @@ class BulkMetadataPV(shim.PyepicsShimPV):
                     lambda: self._bulk_delivered > before or not self._bulk_in_flight, timeout)
                 if self._bulk_delivered > before:
                     return self._metadata()
-        with self._release_lock:
-            if self._released:          # its channel is cleared, or about to be
-                return self._metadata()
-            self._blocking_fetches += 1
+        if self._released:              # its channel is cleared, or about to be
+            return self._metadata()
         try:
-            return super().get_all_metadata_blocking(timeout)
+            with self._channel_in_use("metadata fetch"):
+                return super().get_all_metadata_blocking(timeout)
+        except DestroyedError:          # released meanwhile
+            return self._metadata()
+
+    @contextmanager
+    def _channel_in_use(self, what: str) -> Iterator[None]:
+        """A release (ophyd's ``release_pvs``, a device destroyed by a reload) waits,
+        bounded, until the reads, writes and metadata fetches other threads are making
+        on this PV are over, and none starts after it: ophyd clears the channel right
+        after, and libca on a cleared channel crashed the process (a monitor callback
+        reading a sibling, a plan's read, while a reload destroyed the device).  After
+        the release such a call raises ophyd's ``DestroyedError``."""
+        with self._release_lock:
+            if self._released:
+                raise DestroyedError(f"{self.pvname}: no {what} once its signal is destroyed")
+            self._uses += 1
+        try:
+            yield
         finally:
             with self._release_lock:
-                self._blocking_fetches -= 1
+                self._uses -= 1
                 self._release_lock.notify_all()
+
+    def get_with_metadata(self, *args, **kwargs):
+        """pyepics' read (ophyd's ``get``, pyepics' ``get``), counted: see :meth:`_channel_in_use`."""
+        with self._channel_in_use("read"):
+            return super().get_with_metadata(*args, **kwargs)
+
+    def put(self, *args, **kwargs):
+        """ophyd's shim write, counted: see :meth:`_channel_in_use`."""
+        with self._channel_in_use("write"):
+            return super().put(*args, **kwargs)
 
     def _metadata(self) -> dict:
         """What the batcher fetched, as ophyd's metadata callback takes it (no value)."""

@@ -474,6 +474,50 @@ def test_a_release_waits_for_ophyds_own_fetch_and_a_released_pv_is_not_fetched(s
     assert pv.get_all_metadata_blocking(1.0)["enum_strs"] == ("Off", "On")
 
 
+
+@pytest.mark.parametrize("use", ["read", "write"])
+def test_a_release_waits_for_a_read_or_write_in_flight_and_refuses_later_ones(softioc, bulk,
+                                                                               monkeypatch, use):
+    """A read or a write in another thread (a monitor callback reading a sibling, a
+    plan, a user's thread) while a reload destroys the device: ophyd cleared the
+    channel under it, and libca on the freed channel crashed the process (a thread
+    reading ``get()`` in a loop while the signal was destroyed: a segfault in each of
+    three runs of 300).  The release now waits for it (bounded), and one started after
+    the release raises ``DestroyedError`` instead of reaching libca."""
+    import time
+    from ophyd.utils import DestroyedError
+    pvname, value = ("sx:ao52", 52.0) if use == "read" else ("sx:ao53", 7.5)
+    sig = EpicsSignal(pvname, name=pvname.replace(":", "_"))   # a PV no other test holds
+    sig.wait_for_connection(timeout=10)
+    pv = sig._read_pv
+    method = "get_with_metadata" if use == "read" else "put"
+    real = getattr(epics.PV, method)
+    started, done, errors = threading.Event(), [], []
+
+    def slow(self, *args, **kwargs):
+        started.set()
+        time.sleep(0.5)                 # the destroy below comes now
+        return real(self, *args, **kwargs)
+
+    def call():
+        try:
+            done.append(sig.get(use_monitor=False, timeout=5) if use == "read"
+                        else pv.put(value, wait=True, timeout=5))
+        except Exception as exc:
+            errors.append(exc)
+
+    monkeypatch.setattr(epics.PV, method, slow)
+    thread = threading.Thread(target=call)
+    thread.start()
+    assert started.wait(5)
+    sig.destroy()                       # ophyd clears the channel when this returns
+    thread.join(10)
+    assert errors == [] and done == [value if use == "read" else 1]
+    assert pv.chid is None              # and the channel did go
+    with pytest.raises(DestroyedError, match=pvname):
+        pv.get_with_metadata(timeout=1) if use == "read" else pv.put(value)
+
+
 BUILD_AND_DESTROY = """
 import json, os, sys, time
 import ophyd          # first, as in a load: pyepics then uses epicscorelibs' libca
