@@ -511,7 +511,7 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         then cleared the channel while the subscription went on to it (ophyd's
         ``add_callback`` turns the monitor back on, pyepics then asks libca about
         the freed channel): the process crashed (test_bulk_metadata's resubscribe
-        test, once in CI, twice in a few hundred reruns on a loaded machine)."""
+        test, once in CI, twice in ~130 reruns on a loaded machine)."""
         with self._release_lock:
             if self._released:          # its channel is cleared, or about to be
                 return None
