@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from caproto import SkipWrite
 
-from .frames import EPICS_EPOCH, Frame, FrameSink
+from .frames import Frame, FrameSink, post_count_and_identity
 from .ndarray_base import ndarray_base
 from .params import NO_YES, Param, ParamGroup, enum, pv, ro, rw
 from .simulation import SIM_MODES, FrameSettings, FrameSimulator
@@ -271,11 +271,7 @@ class SimDetectorDriver:
             for sink in self.sinks:
                 if sink.accepts(self.port):
                     await sink.receive(frame)
-        await p.set("ArrayCounter", p.get("ArrayCounter") + 1, timestamp=now)
-        await p.set("UniqueId_RBV", frame.unique_id, timestamp=now)
-        await p.set("TimeStamp_RBV", now - EPICS_EPOCH, timestamp=now)
-        await p.set("EpicsTSSec_RBV", int(now - EPICS_EPOCH), timestamp=now)
-        await p.set("EpicsTSNsec_RBV", int((now % 1) * 1e9), timestamp=now)
+        await post_count_and_identity(p, frame)
         if self._last_frame_time is not None and now > self._last_frame_time:
             await p.set("ArrayRate_RBV", round(1.0 / (now - self._last_frame_time), 2))
         self._last_frame_time = now

@@ -36,6 +36,18 @@ class Frame:
         return "UInt8"
 
 
+async def post_count_and_identity(params, frame: Frame) -> None:
+    """Count ``frame`` on a port's ``params`` (``ArrayCounter``) and post its unique id
+    and time stamps, stamped with the frame's time: what the driver and every plugin
+    post for each frame they handle."""
+    ts = frame.timestamp
+    await params.set("ArrayCounter", params.get("ArrayCounter") + 1, timestamp=ts)
+    await params.set("UniqueId_RBV", frame.unique_id, timestamp=ts)
+    await params.set("TimeStamp_RBV", ts - EPICS_EPOCH, timestamp=ts)
+    await params.set("EpicsTSSec_RBV", int(ts - EPICS_EPOCH), timestamp=ts)
+    await params.set("EpicsTSNsec_RBV", int((ts % 1) * 1e9), timestamp=ts)
+
+
 class FrameSink(Protocol):
     """A plugin that receives the driver's frames."""
 

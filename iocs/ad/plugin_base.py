@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from .frames import EPICS_EPOCH, Frame
+from .frames import Frame, post_count_and_identity
 from .params import Param, ParamGroup
 
 
@@ -35,11 +35,7 @@ class PluginPort:
 
     async def _describe(self, frame: Frame) -> None:
         p, ts = self.params, frame.timestamp
-        await p.set("ArrayCounter", p.get("ArrayCounter") + 1, timestamp=ts)
-        await p.set("UniqueId_RBV", frame.unique_id, timestamp=ts)
-        await p.set("TimeStamp_RBV", ts - EPICS_EPOCH, timestamp=ts)
-        await p.set("EpicsTSSec_RBV", int(ts - EPICS_EPOCH), timestamp=ts)
-        await p.set("EpicsTSNsec_RBV", int((ts % 1) * 1e9), timestamp=ts)
+        await post_count_and_identity(p, frame)
         await p.set("ArraySize0", frame.size_x)
         await p.set("ArraySize1", frame.size_y)
         await p.set("ArraySize2", 0)
