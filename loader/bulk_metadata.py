@@ -453,12 +453,10 @@ class BulkMetadataPV(shim.PyepicsShimPV):
                     lambda: self._bulk_delivered > before or not self._bulk_in_flight, timeout)
                 if self._bulk_delivered > before:
                     return self._metadata()
-        if self._released:              # its channel is cleared, or about to be
-            return self._metadata()
         try:
             with self._channel_in_use("metadata fetch"):
                 return super().get_all_metadata_blocking(timeout)
-        except DestroyedError:          # released meanwhile
+        except DestroyedError:          # released: its channel is cleared, or about to be
             return self._metadata()
 
     @contextmanager
