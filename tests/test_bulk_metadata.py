@@ -474,7 +474,6 @@ def test_a_release_waits_for_ophyds_own_fetch_and_a_released_pv_is_not_fetched(s
     assert pv.get_all_metadata_blocking(1.0)["enum_strs"] == ("Off", "On")
 
 
-
 @pytest.mark.parametrize("use", ["read", "write"])
 def test_a_release_waits_for_a_read_or_write_in_flight_and_refuses_later_ones(softioc, bulk,
                                                                                monkeypatch, use):
