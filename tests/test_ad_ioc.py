@@ -424,3 +424,33 @@ def test_data_type_and_binning_shape_the_file(hdf_idle):
         put(CAM + "DataType", "UInt8")
         put(CAM + "BinX", 1)
         put(CAM + "BinY", 1)
+
+
+def test_a_moved_array_counter_comes_with_the_frame_shape(ad_ioc):
+    """A client that sizes its view when ``image1:ArrayCounter_RBV`` moves reads the
+    plugin's ``ArraySize0_RBV``: areaDetector posts the shape with the count, the
+    count last.  The IOC counted first, so right after a change of frame size the
+    counter moved while the plugin still gave the previous frame's width."""
+    put(IMAGE + "EnableCallbacks", 1)
+    width = epics.PV(IMAGE + "ArraySize0_RBV", auto_monitor=True)
+    widths_when_counted: list = []
+    counter = epics.PV(IMAGE + "ArrayCounter_RBV", auto_monitor=True,
+                       callback=lambda **kw: widths_when_counted.append(width.value))
+    try:
+        for pv in (width, counter):
+            assert pv.wait_for_connection(5.0)
+        wait_for(lambda: widths_when_counted, 10.0, message="initial monitor values")
+        widths_when_counted.clear()
+        sizes = (512, 256, 1024)
+        for size in sizes:
+            put(CAM + "SizeX", size)
+            acquire_one(BinX=1, MinX=0)
+        wait_for(lambda: len(widths_when_counted) == len(sizes), 10.0,
+                 message="image1:ArrayCounter_RBV to move once per frame")
+        assert widths_when_counted == list(sizes), \
+            "ArrayCounter_RBV moved before ArraySize0_RBV had the frame's width"
+    finally:
+        put(CAM + "SizeX", 1024)
+        for pv in (width, counter):
+            pv.clear_callbacks()
+            pv.clear_auto_monitor()

@@ -1,11 +1,11 @@
 """What every simulated plugin does with an incoming frame (NDPluginDriver).
 
 Checks EnableCallbacks and NDArrayPort, hands the frame to the plugin's own
-:meth:`PluginPort.process`, then counts it and publishes its shape
-(ArraySize0/1/2_RBV, NDimensions, DataType, ColorMode, UniqueId, TimeStamp).
-That order is areaDetector's (the parameters are posted once the plugin is
-done): a client that reads ``ArrayData`` when ``ArrayCounter_RBV`` moves gets
-that frame, not the one before.
+:meth:`PluginPort.process`, then publishes its shape (ArraySize0/1/2_RBV,
+NDimensions, DataType, ColorMode) and last counts it (ArrayCounter, UniqueId,
+TimeStamp).  That order is areaDetector's (the parameters are posted once the
+plugin is done, the counter after the shape): a client that reads ``ArrayData``
+or the shape when ``ArrayCounter_RBV`` moves gets that frame's, not the one before.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ class PluginPort:
 
     async def _describe(self, frame: Frame) -> None:
         p, ts = self.params, frame.timestamp
-        await post_count_and_identity(p, frame)
         await p.set("ArraySize0", frame.size_x)
         await p.set("ArraySize1", frame.size_y)
         await p.set("ArraySize2", 0)
@@ -46,6 +45,7 @@ class PluginPort:
         await p.set("Dimensions", [frame.size_x, frame.size_y] + [0] * 8)
         await p.set("DataType", frame.data_type)
         await p.set("ColorMode", "Mono")
+        await post_count_and_identity(p, frame)        # the count last, as areaDetector posts it
         if self._last_time is not None and ts > self._last_time:
             await p.set("ArrayRate_RBV", round(1.0 / (ts - self._last_time), 2))
         self._last_time = ts
