@@ -474,22 +474,30 @@ def test_a_release_waits_for_ophyds_own_fetch_and_a_released_pv_is_not_fetched(s
     assert pv.get_all_metadata_blocking(1.0)["enum_strs"] == ("Off", "On")
 
 
-@pytest.mark.parametrize("use", ["read", "write"])
+RACED_CALLS = {   # use: (PV no other test holds, pyepics method slowed down, what the call returns)
+    "read": ("sx:ao52", "get_with_metadata", 52.0),
+    "write": ("sx:ao53", "put", 1),
+    "control fields": ("sx:ao54", "get_ctrlvars", 3),          # (the record's precision)
+}
+
+
+@pytest.mark.parametrize("use", list(RACED_CALLS))
 def test_a_release_waits_for_a_read_or_write_in_flight_and_refuses_later_ones(softioc, bulk,
                                                                                monkeypatch, use):
     """A read or a write in another thread (a monitor callback reading a sibling, a
-    plan, a user's thread) while a reload destroys the device: ophyd cleared the
+    plan, a user's thread, ophyd's own ``EpicsMotor`` reading VAL's control fields
+    when a limit changes) while a reload destroys the device: ophyd cleared the
     channel under it, and libca on the freed channel crashed the process (a thread
     reading ``get()`` in a loop while the signal was destroyed: a segfault in each of
     three runs of 300).  The release now waits for it (bounded), and one started after
     the release raises ``DestroyedError`` instead of reaching libca."""
     import time
     from ophyd.utils import DestroyedError
-    pvname, value = ("sx:ao52", 52.0) if use == "read" else ("sx:ao53", 7.5)
-    sig = EpicsSignal(pvname, name=pvname.replace(":", "_"))   # a PV no other test holds
+    pvname, method, expected = RACED_CALLS[use]
+    value = 7.5
+    sig = EpicsSignal(pvname, name=pvname.replace(":", "_"))
     sig.wait_for_connection(timeout=10)
     pv = sig._read_pv
-    method = "get_with_metadata" if use == "read" else "put"
     real = getattr(epics.PV, method)
     started, done, errors = threading.Event(), [], []
 
@@ -500,8 +508,12 @@ def test_a_release_waits_for_a_read_or_write_in_flight_and_refuses_later_ones(so
 
     def call():
         try:
-            done.append(sig.get(use_monitor=False, timeout=5) if use == "read"
-                        else pv.put(value, wait=True, timeout=5))
+            if use == "read":
+                done.append(sig.get(use_monitor=False, timeout=5))
+            elif use == "write":
+                done.append(pv.put(value, wait=True, timeout=5))
+            else:
+                done.append(pv.get_ctrlvars(timeout=5)["precision"])
         except Exception as exc:
             errors.append(exc)
 
@@ -511,10 +523,10 @@ def test_a_release_waits_for_a_read_or_write_in_flight_and_refuses_later_ones(so
     assert started.wait(5)
     sig.destroy()                       # ophyd clears the channel when this returns
     thread.join(10)
-    assert errors == [] and done == [value if use == "read" else 1]
+    assert errors == [] and done == [expected]
     assert pv.chid is None              # and the channel did go
     with pytest.raises(DestroyedError, match=pvname):
-        pv.get_with_metadata(timeout=1) if use == "read" else pv.put(value)
+        pv.put(value) if use == "write" else getattr(pv, method)(timeout=1)
 
 
 BUILD_AND_DESTROY = """
