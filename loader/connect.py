@@ -50,8 +50,17 @@ def _pending_of(obj) -> list[dict]:
     return [getattr(dev, "_required_for_connection", {}) for dev in devices_of(obj)]
 
 
-def _is_ready(signals: list, pending: list[dict]) -> bool:
-    return all(sig.connected for sig in signals) and not any(pending)
+def _first_unconnected(signals: list, start: int) -> int:
+    """Index of the first signal not connected, looking from ``start``.
+
+    Why: the wait looks at every waiting device 50 times a second, and a device
+    of 20 signals waiting for its last one had its 19 connected ones looked at
+    each time (1000 motors: ~0.2 s of the load's CPU).  Signals that were
+    connected are not looked at again until all are; then all are, once."""
+    end = len(signals)
+    while start < end and signals[start].connected:
+        start += 1
+    return start
 
 
 def summarize_pvs(names: list[str], shown: int = 5) -> str:
@@ -128,11 +137,20 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
             result[name] = f"{type(exc).__name__}: {exc}"
     deadline = t0 + max(timeout, PROGRESS_SAMPLE)     # time for one look at progress
     waiting = dict(watched)
+    checked = dict.fromkeys(watched, 0)    # signals seen connected, from the front (_first_unconnected)
     signals_done = 0
     last_count, next_sample, next_report = None, t0, t0 + report_after
     while waiting:
         now = time.monotonic()
-        for name in [n for n, (sigs, pend) in waiting.items() if _is_ready(sigs, pend)]:
+        ready = []
+        for name, (sigs, pend) in waiting.items():
+            checked[name] = _first_unconnected(sigs, checked[name])
+            if checked[name] == len(sigs) and not any(pend):
+                if all(sig.connected for sig in sigs):     # none lost since it was seen
+                    ready.append(name)
+                else:
+                    checked[name] = 0
+        for name in ready:
             result[name] = None
             if times is not None:
                 times[name] = now - t0

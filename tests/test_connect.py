@@ -111,3 +111,44 @@ def test_a_long_build_says_how_far_it_is(gp_ioc, caplog):
     assert said and said[0] == "building: 1 of 4 devices built", said
     for device in built.values():
         device.destroy()
+
+
+class OnTwoIocs(Device):
+    """One signal on the ``gp:`` IOC, one on EPICS's softIoc."""
+    on_gp = Component(EpicsSignalRO, "gp:m2.RBV")
+    on_softioc = Component(EpicsSignalRO, "sx:ao55")
+
+
+def test_a_device_whose_first_ioc_went_away_while_it_waited_is_not_reported_connected(
+        gp_ioc_process, softioc):
+    """The wait looks at a device's connected signals only once (a thousand motors
+    made it look at ~20,000 signals 50 times a second); before a device is reported
+    connected, all of them are looked at again.  Here ``on_gp`` connects, its IOC
+    dies, then ``on_softioc`` connects: without that last look the device was
+    reported connected with its gp: PV down."""
+    import threading
+
+    from ca_helpers import wait_for
+    softioc.stop()
+    if not gp_ioc_process.running:
+        gp_ioc_process.start()
+    device = OnTwoIocs("", name="two")
+    outcome: dict = {}
+    waiting = threading.Thread(
+        target=lambda: outcome.update(connect_all({"two": device}, timeout=20.0, patience=2.0)))
+    try:
+        waiting.start()
+        wait_for(lambda: device.on_gp.connected, timeout=10, message="gp:m2.RBV connected")
+        gp_ioc_process.kill()
+        wait_for(lambda: not device.on_gp.connected, timeout=10, message="gp:m2.RBV disconnected")
+        softioc.start()
+        waiting.join(30)
+        assert not waiting.is_alive(), "the wait did not end"
+        assert device.on_softioc.connected
+        assert outcome["two"] is not None and "gp:m2.RBV" in outcome["two"], outcome
+    finally:
+        if softioc.process.poll() is not None:
+            softioc.start()
+        if not gp_ioc_process.running:
+            gp_ioc_process.start()
+        device.destroy()
