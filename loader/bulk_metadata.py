@@ -117,10 +117,11 @@ class MetadataBatcher:
         motors): each wake took the CPU from the receive thread, which handles
         every reply of the load.  Requests made while a flush is already wanted
         go out with it: they were queued before the flag was found set, and the
-        flag is cleared before the flush."""
+        flag is cleared before the flush.  The thread is made sure of at every call:
+        a flag left set by a thread that ended would otherwise never be served."""
+        self._ensure_thread()
         if not self._flush_wanted:
             self._flush_wanted = True
-            self._ensure_thread()
             self._queue.put(_FLUSH)         # wakes the thread if it waits for work
 
     def _ensure_thread(self) -> None:
