@@ -478,6 +478,7 @@ RACED_CALLS = {   # use: (PV no other test holds, pyepics method slowed down, wh
     "read": ("sx:ao52", "get_with_metadata", 52.0),
     "write": ("sx:ao53", "put", 1),
     "control fields": ("sx:ao54", "get_ctrlvars", 3),          # (the record's precision)
+    "time fields": ("sx:ao56", "get_timevars", 0),              # (its alarm severity)
 }
 
 
@@ -512,8 +513,10 @@ def test_a_release_waits_for_a_read_or_write_in_flight_and_refuses_later_ones(so
                 done.append(sig.get(use_monitor=False, timeout=5))
             elif use == "write":
                 done.append(pv.put(value, wait=True, timeout=5))
-            else:
+            elif use == "control fields":
                 done.append(pv.get_ctrlvars(timeout=5)["precision"])
+            else:
+                done.append(pv.get_timevars(timeout=5)["severity"])
         except Exception as exc:
             errors.append(exc)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from ophyd import Component, Device, EpicsSignalRO
 
 from ca_helpers import wait_for
@@ -119,6 +120,7 @@ class OnTwoIocs(Device):
     on_softioc = Component(EpicsSignalRO, "sx:ao55")
 
 
+@pytest.mark.faults            # kills and restarts the shared IOCs: run with the others, last
 def test_a_device_whose_first_ioc_went_away_while_it_waited_is_not_reported_connected(
         gp_ioc_process, softioc):
     """The wait looks at a device's connected signals only once (a thousand motors
@@ -128,7 +130,6 @@ def test_a_device_whose_first_ioc_went_away_while_it_waited_is_not_reported_conn
     reported connected with its gp: PV down."""
     import threading
 
-    from ca_helpers import wait_for
     softioc.stop()
     if not gp_ioc_process.running:
         gp_ioc_process.start()
