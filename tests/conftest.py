@@ -12,7 +12,9 @@ import pytest
 from iocs import network
 from iocs.launcher import IocProcess
 
-PORTS = {"gp": network.free_port(), "ad": network.free_port(), "softioc": network.free_port()}
+PORTS = {"gp": network.free_port(), "ad": network.free_port(), "softioc": network.free_port(),
+         # a softIoc a test starts, kills and restarts by itself (no other test holds its channels)
+         "scratch": network.free_port()}
 ADDR_LIST = network.address_list(PORTS.values())
 network.apply(network.client_environment(ADDR_LIST))
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from ophyd import Component, Device, EpicsSignalRO
 
 from ca_helpers import wait_for
@@ -114,42 +113,38 @@ def test_a_long_build_says_how_far_it_is(gp_ioc, caplog):
         device.destroy()
 
 
-class OnTwoIocs(Device):
-    """One signal on the ``gp:`` IOC, one on EPICS's softIoc."""
-    on_gp = Component(EpicsSignalRO, "gp:m2.RBV")
-    on_softioc = Component(EpicsSignalRO, "sx:ao55")
+class TwoRecords(Device):
+    """Two records that are never served at the same time here (see the test below)."""
+    first = Component(EpicsSignalRO, "s1:ao0")
+    second = Component(EpicsSignalRO, "s2:ao0")
 
 
-@pytest.mark.faults            # kills and restarts the shared IOCs: run with the others, last
-def test_a_device_whose_first_ioc_went_away_while_it_waited_is_not_reported_connected(
-        gp_ioc_process, softioc):
+def test_a_device_whose_first_ioc_went_away_while_it_waited_is_not_reported_connected(tmp_path):
     """The wait looks at a device's connected signals only once (a thousand motors
     made it look at ~20,000 signals 50 times a second); before a device is reported
-    connected, all of them are looked at again.  Here ``on_gp`` connects, its IOC
-    dies, then ``on_softioc`` connects: without that last look the device was
-    reported connected with its gp: PV down."""
+    connected, all of them are looked at again.  Here ``first`` connects, its IOC
+    dies, and the IOC comes back serving only ``second``: without that last look the
+    device was reported connected with ``first`` down.  A softIoc of this test's own
+    (no other test holds its channels, so killing it disturbs nobody)."""
     import threading
 
-    softioc.stop()
-    if not gp_ioc_process.running:
-        gp_ioc_process.start()
-    device = OnTwoIocs("", name="two")
+    from conftest import PORTS
+    from iocs.softioc import SoftIoc, ao_database
+    device = TwoRecords("", name="two")
     outcome: dict = {}
     waiting = threading.Thread(
         target=lambda: outcome.update(connect_all({"two": device}, timeout=20.0, patience=2.0)))
+    ioc = SoftIoc(ao_database(tmp_path / "first.db", "s1:", 1), PORTS["scratch"]).start()
     try:
         waiting.start()
-        wait_for(lambda: device.on_gp.connected, timeout=10, message="gp:m2.RBV connected")
-        gp_ioc_process.kill()
-        wait_for(lambda: not device.on_gp.connected, timeout=10, message="gp:m2.RBV disconnected")
-        softioc.start()
+        wait_for(lambda: device.first.connected, timeout=10, message="s1:ao0 connected")
+        ioc.stop()
+        wait_for(lambda: not device.first.connected, timeout=10, message="s1:ao0 disconnected")
+        ioc = SoftIoc(ao_database(tmp_path / "second.db", "s2:", 1), PORTS["scratch"]).start()
         waiting.join(30)
         assert not waiting.is_alive(), "the wait did not end"
-        assert device.on_softioc.connected
-        assert outcome["two"] is not None and "gp:m2.RBV" in outcome["two"], outcome
+        assert device.second.connected
+        assert outcome["two"] is not None and "s1:ao0" in outcome["two"], outcome
     finally:
-        if softioc.process.poll() is not None:
-            softioc.start()
-        if not gp_ioc_process.running:
-            gp_ioc_process.start()
+        ioc.stop()
         device.destroy()
