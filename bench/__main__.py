@@ -23,6 +23,7 @@ from . import runner
 from .synthetic import calcout_database, motor_database
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
+FIRST_USE_MOTORS = 5    # scaling: motors used (configuration, limits, a move) after the load
 
 
 def _bench_config(directory: Path, database: Path, timeout: float, beamline: str = "bench",
@@ -88,13 +89,16 @@ def scaling(env: dict, counts: list[int], repeats: int, cwd: Path, timeout: floa
                                 dead_fraction=dead)
             config = _bench_config(cwd, db, timeout_here)
             row = {"motors": count, "dead_fraction": dead, "timeout": timeout_here}
-            row["loader"] = runner.median_of("scaling_loader", {"config": str(config), "timeout": timeout_here},
+            # every PV served: after the load, what the first use of a few motors costs
+            first_use = {} if dead else {"first_use": FIRST_USE_MOTORS}
+            row["loader"] = runner.median_of("scaling_loader", {"config": str(config), "timeout": timeout_here,
+                                                                **first_use},
                                              env, repeats, f"loader {count} motors, {dead:.0%} dead", cwd)
             if not dead:    # the same motors named in `load: lazy` (loader/lazy_signals.py)
                 names = [f"mot{i}" for i in range(1, count + 1)]
                 lazy_config = _bench_config(cwd, db, timeout_here, lazy=names)
                 row["loader_lazy"] = runner.median_of(
-                    "scaling_loader", {"config": str(lazy_config), "timeout": timeout_here},
+                    "scaling_loader", {"config": str(lazy_config), "timeout": timeout_here, **first_use},
                     env, repeats, f"loader {count} motors, lazy", cwd)
             if count <= (dead_baseline_max if dead else baseline_max):
                 row["happi_baseline"] = runner.median_of(

@@ -81,4 +81,15 @@ def table(results: dict) -> str:
                          + (f"{row['speedup_lazy']:.1f}x |" if "speedup_lazy" in row else " |"))
         lines.append(f"(connection timeout {scaling['connection_timeout']:g} s with every PV served, "
                      f"{scaling.get('dead_timeout', 0):g} s with dead entries, for both)")
+        used = [row for row in scaling["rows"] if "first_use_ms" in row["loader"]]
+        if used:
+            lines += ["", "| motors | first use of a motor (configuration, limits, a move): built at load "
+                      "| again | motors lazy | again |", "|---|---|---|---|---|"]
+            for row in used:
+                built, lazy = row["loader"], row.get("loader_lazy") or {}
+                lines.append(f"| {row['motors']} | {built['first_use_ms']:.0f} ms | {built['again_ms']:.0f} ms | "
+                             + (f"{lazy['first_use_ms']:.0f} ms | {lazy['again_ms']:.0f} ms |"
+                                if "first_use_ms" in lazy else "| |"))
+            lines.append(f"(median over {used[0]['loader'].get('used_motors', '?')} motors used one after "
+                         "another, then the median over runs)")
     return "\n".join(lines)

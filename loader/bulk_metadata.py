@@ -72,6 +72,7 @@ class _Request:
     cache: object = None        # pyepics' cache entry of the channel, where replies land
     chid: int = 0
     awaits_monitor: bool = False   # no TIME get: the monitor's first update brings the timestamp
+    noted: bool = True          # every reply it waits for notes its channel (see MetadataBatcher._run)
 
 
 def _on_get_reply(args) -> None:
@@ -90,11 +91,12 @@ _CB_GET_NOTIFY = dbr.make_callback(_on_get_reply, dbr.event_handler_args)
 class MetadataBatcher:
     """One thread that keeps every pending metadata request in flight at once."""
 
-    def __init__(self, poll_interval: float = 0.001, sweep_interval: float = 0.1):
+    def __init__(self, poll_interval: float = 0.001, sweep_interval: float = 1.0):
         self._queue: "queue.Queue[_Request]" = queue.Queue()
         self._poll_interval = poll_interval
-        # every pending request is looked at this often (deadlines, replies to gets
-        # someone else issued); between sweeps only channels with a reply are
+        # every pending request is looked at this often, for its deadline (and as a
+        # safety net); between sweeps only the channels with a reply, and those whose
+        # replies come to someone else's get (see _run)
         self._sweep_interval = sweep_interval
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -132,36 +134,45 @@ class MetadataBatcher:
 
     # -- the thread -------------------------------------------------------
     def _run(self) -> None:
+        """Each pass looks at the channels with news: a reply to one of this thread's
+        gets, or a monitor's first update (both note the channel), and the few
+        requests whose reply comes to a get someone else made (not noted).  A sweep
+        over everything pending, for deadlines, runs once a second: every 0.1 s it
+        had looked at ~300,000 requests in a 1000-motor load to complete 20,000,
+        ~0.2 s of the GIL."""
         ca.use_initial_context()
         pending: dict[int, list[_Request]] = {}     # by chid
+        unnoted: set[int] = set()                   # chids with a request no reply notes
         next_sweep = 0.0
         while True:
             new = self._drain(block=not pending)
-            self._issue_all(new, pending)
+            unnoted.update(request.chid for request in self._issue_all(new, pending) if not request.noted)
             del new        # else held while waiting for the next: a dropped device stays alive
             now = time.monotonic()
-            if now >= next_sweep:          # scanning all pending is what cost the GIL
+            if now >= next_sweep:
                 chids, next_sweep = list(pending), now + self._sweep_interval
             else:
-                chids = self._replied_chids()
+                chids = self._replied_chids() | unnoted
             for chid in chids:
                 still = self._complete_ready(pending.get(chid, ()), now)
                 if still:
                     pending[chid] = still
                 else:
                     pending.pop(chid, None)
+                    unnoted.discard(chid)
 
-    def _issue_all(self, requests: list[_Request], pending: dict[int, list[_Request]]) -> None:
-        """Issue ``requests`` and flush once (also for :meth:`flush_soon`).  A method
-        of its own so that no loop variable of ``_run`` keeps the last request (its
-        signal, its device) alive while the thread waits: a device dropped by a
-        reload was never freed."""
-        for request in requests:
-            if self._issue(request):
-                pending.setdefault(request.chid, []).append(request)
+    def _issue_all(self, requests: list[_Request], pending: dict[int, list[_Request]]) -> list[_Request]:
+        """Issue ``requests`` and flush once (also for :meth:`flush_soon`); the ones
+        now pending.  A method of its own so that no loop variable of ``_run`` keeps
+        the last request (its signal, its device) alive while the thread waits: a
+        device dropped by a reload was never freed."""
+        issued = [request for request in requests if self._issue(request)]
+        for request in issued:
+            pending.setdefault(request.chid, []).append(request)
         if requests or self._flush_wanted:
             self._flush_wanted = False      # (before the flush: see flush_soon)
             ca.flush_io()
+        return issued
 
     @staticmethod
     def _replied_chids() -> set[int]:
@@ -209,11 +220,13 @@ class MetadataBatcher:
                               else (ca.promote_fieldtype(native, use_time=True), ctrl))
             for ftype in request.ftypes:
                 with entry.lock:
-                    if entry.get_results[ftype][0] is not ca.GET_PENDING:   # else: one is on its way
-                        entry.get_results[ftype] = [ca.GET_PENDING]
-                        status = ca.libca.ca_array_get_callback(
-                            ftype, 1, chid, _CB_GET_NOTIFY, ctypes.py_object(ftype))
-                        ca.PySEVCHK("get", status)
+                    if entry.get_results[ftype][0] is ca.GET_PENDING:
+                        request.noted = False       # one is on its way, maybe not ours
+                        continue
+                    entry.get_results[ftype] = [ca.GET_PENDING]
+                    status = ca.libca.ca_array_get_callback(
+                        ftype, 1, chid, _CB_GET_NOTIFY, ctypes.py_object(ftype))
+                    ca.PySEVCHK("get", status)
             return True
         except Exception as exc:  # disconnected meanwhile: ophyd retries on reconnect
             logger.debug("bulk metadata for %s not issued (%r)", request.pv.pvname, exc)

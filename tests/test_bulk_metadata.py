@@ -171,6 +171,32 @@ def test_replies_are_taken_as_they_come_not_at_the_sweep(softioc, bulk, monkeypa
     assert sigs[3].metadata["units"] == "mm" and sigs[3].precision == 3
 
 
+def test_a_reply_to_someone_elses_get_is_taken_before_the_sweep(softioc, bulk, monkeypatch):
+    """When the batcher finds a get of the PV already on its way (pyepics' own, from a
+    read elsewhere), it does not send another: that reply comes through pyepics'
+    handler and notes nothing.  Such requests are looked at on every pass, not only
+    at the sweep (a minute away here)."""
+    import ctypes
+    monkeypatch.setattr(bulk, "_sweep_interval", 60.0)
+    pvname = "sx:ao55"
+    chid = ca.create_channel(pvname, connect=True)
+    entry = ca.get_cache(pvname)
+    ftypes = (dbr.TIME_DOUBLE, dbr.CTRL_DOUBLE)     # an unmonitored double: both gets
+    for ftype in ftypes:        # someone else's gets, as pyepics' get(wait=False) marks them
+        entry.get_results[ftype] = [ca.GET_PENDING]
+    before = (bulk.completed, bulk.fell_back)
+    sig = EpicsSignalRO(pvname, name="ao55_someone_elses_get")
+    wait_for(lambda: sig._read_pv._bulk_in_flight, timeout=10, message="the batcher's request")
+    threading.Event().wait(0.2)     # the batcher has found both gets on their way
+    for ftype in ftypes:            # ... and now they are sent, answered to pyepics' handler
+        ca.PySEVCHK("get", ca.libca.ca_array_get_callback(ftype, 1, chid, ca._CB_GET,
+                                                           ctypes.py_object(ftype)))
+    ca.flush_io()
+    wait_for(lambda: sig.connected, timeout=5, message="metadata from someone else's get")
+    assert (bulk.completed - before[0], bulk.fell_back - before[1]) == (1, 0)
+    assert sig.get() == 55.0 and sig.precision == 3 and sig.metadata["units"] == "mm"
+
+
 def test_uninstall_restores_ophyd_pv_class(softioc):
     bulk_metadata.install()
     assert epics.pv.default_pv_class is bulk_metadata.BulkMetadataPV
