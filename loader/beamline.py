@@ -324,9 +324,10 @@ class Beamline(Mapping):
             connection_requirements.restore(cls)   # a subclass waits for its first position too
         self.timings["import"] = time.monotonic() - t0
         # ophyd's initial metadata in bulk, not one blocking get at a time (issue 7)
-        from . import bulk_metadata, exit_order, pyepics_gil, put_completion
+        from . import bulk_metadata, exit_order, pyepics_copy, pyepics_gil, put_completion
         bulk_metadata.install()
         pyepics_gil.install()           # and two pyepics calls no longer give the GIL away
+        pyepics_copy.install()          # a get reply is kept as a byte copy, not deepcopy'd
         put_completion.install()        # a put cut by a dying IOC is not a success
         exit_order.install()            # at exit, callbacks end before channels are cleared
 

@@ -180,15 +180,23 @@ def test_a_reply_to_someone_elses_get_is_taken_before_the_sweep(softioc, bulk, m
     monkeypatch.setattr(bulk, "_sweep_interval", 60.0)
     pvname = "sx:ao55"
     chid = ca.create_channel(pvname, connect=True)
+    # connected before the signal's PV is made: else the PV's connection handler resends
+    # gets marked as on their way (BulkMetadataPV._resend_lost_gets), answered at once
+    assert ca.connect_channel(chid, timeout=10)
     entry = ca.get_cache(pvname)
+    wait_for(lambda: entry.conn, timeout=10, message="pyepics' connection handler")
     ftypes = (dbr.TIME_DOUBLE, dbr.CTRL_DOUBLE)     # an unmonitored double: both gets
     for ftype in ftypes:        # someone else's gets, as pyepics' get(wait=False) marks them
         entry.get_results[ftype] = [ca.GET_PENDING]
+    issued = []
+    real_issue = bulk._issue
+    monkeypatch.setattr(bulk, "_issue", lambda request: (real_issue(request), issued.append(request))[0]
+                        if request.pv.pvname == pvname else real_issue(request))
     before = (bulk.completed, bulk.fell_back)
     sig = EpicsSignalRO(pvname, name="ao55_someone_elses_get")
-    wait_for(lambda: sig._read_pv._bulk_in_flight, timeout=10, message="the batcher's request")
-    threading.Event().wait(0.2)     # the batcher has found both gets on their way
-    for ftype in ftypes:            # ... and now they are sent, answered to pyepics' handler
+    wait_for(lambda: issued, timeout=10, message="the batcher's request")
+    assert not issued[0].noted, "the batcher sent gets of its own: not the case under test"
+    for ftype in ftypes:            # the gets on their way are sent, answered to pyepics' handler
         ca.PySEVCHK("get", ca.libca.ca_array_get_callback(ftype, 1, chid, ca._CB_GET,
                                                            ctypes.py_object(ftype)))
     ca.flush_io()

@@ -62,6 +62,11 @@ def test_every_device_connected_and_set_up(training):
     print(table)
 
 
+def test_the_load_puts_its_pyepics_and_ophyd_hooks_in_place(training):
+    from loader import bulk_metadata, pyepics_copy, pyepics_gil
+    assert bulk_metadata.installed() and pyepics_gil.installed() and pyepics_copy.installed()
+
+
 def test_access_by_attribute_key_label_and_iteration(training):
     assert training.m1 is training["m1"]
     assert training.labels["motor"] == [training[f"m{i}"] for i in range(1, 17)]
