@@ -138,8 +138,8 @@ class MetadataBatcher:
         gets, or a monitor's first update (both note the channel), and the few
         requests whose reply comes to a get someone else made (not noted).  A sweep
         over everything pending, for deadlines, runs once a second: every 0.1 s it
-        had looked at ~300,000 requests in a 1000-motor load to complete 20,000,
-        ~0.2 s of the GIL."""
+        had looked at 180,000-340,000 requests in a 1000-motor load to complete
+        20,000, and this thread's CPU there halved (1.8 -> 0.9 s, median of five)."""
         ca.use_initial_context()
         pending: dict[int, list[_Request]] = {}     # by chid
         unnoted: set[int] = set()                   # chids with a request no reply notes
