@@ -12,12 +12,12 @@ import sys
 import pytest
 
 
-def run_fresh(code: str, *args: str, env: dict | None = None) -> dict:
+def run_fresh(code: str, *args: str, env: dict | None = None, timeout: float = 120) -> dict:
     """Run ``code`` in a new interpreter; it prints one JSON line last.  A crash
     shows every thread's Python stack in the failure (faulthandler)."""
     env = dict(os.environ if env is None else env, PYTHONFAULTHANDLER="1")
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                         timeout=120, env=env)
+                         timeout=timeout, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
