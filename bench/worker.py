@@ -115,12 +115,13 @@ def scaling_loader(args: dict) -> dict:
     bl = load_beamline(args.get("beamline", "bench"), config=args["config"], session=False,
                        timeout=args["timeout"])
     rows = bl.status()
+    ready = [bl[r.name] for r in rows if r.ok]
     out = {"load_seconds": bl.timings.get("total", 0.0),
-           "connected": sum(r.ok for r in rows), "not_connected": len(rows.failed),
-           "signals": _signal_count(bl[r.name] for r in rows if r.ok), "peak_rss_mb": _rss_mb(),
+           "connected": len(ready), "not_connected": len(rows.failed),
+           "signals": _signal_count(ready), "peak_rss_mb": _rss_mb(),
            "ready_at": time.time()}     # (what follows is after the load, not in its time)
     if args.get("first_use"):
-        out.update(_first_use([bl[r.name] for r in rows if r.ok][:args["first_use"]]))
+        out.update(_first_use(ready[:args["first_use"]]))
     if args.get("pv_names"):
         import epics
         names = sorted({key[0] for key in epics.pv._PVcache_})
