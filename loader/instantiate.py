@@ -16,6 +16,7 @@ from typing import Any, Callable, Container, Iterable, Iterator, Mapping
 from . import templates
 from .connect import REPORT_AFTER, REPORT_EVERY, devices_of
 from .lazy_signals import lazy_class
+from .probe_order import answered_first
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
     with lazy_components_connect_later(), ThreadPoolExecutor(
             max_workers=max(1, min(workers, len(items))), thread_name_prefix="construct") as pool:
         next_report = time.monotonic() + report_after
-        for done, (item, obj, error, took) in enumerate(pool.map(build, items), 1):
+        for done, (item, obj, error, took) in enumerate(pool.map(build, answered_first(items, classes)), 1):
             seconds[item.name] = took
             now = time.monotonic()
             if done < len(items) and now >= next_report:

@@ -145,13 +145,16 @@ class PlannedChannel:
         self.uses: list[tuple[str, bool, bool]] = []
         self.connected = False
 
-    def open(self) -> None:
+    def open(self, keep_open: bool = True) -> None:
+        """``keep_open``: no ophyd PV released later may clear the channel (see
+        :func:`loader.bulk_metadata.keep_channel_open`)."""
         from epics import ca
 
         from .bulk_metadata import keep_channel_open
         if ca.current_context() is None:     # as pyepics' PV does: a thread without a
             ca.use_initial_context()         # context would make its own
-        keep_channel_open(self.pvname)       # a destroyed ophyd PV on it must not clear it
+        if keep_open:
+            keep_channel_open(self.pvname)   # a destroyed ophyd PV on it must not clear it
         # pyepics calls back at once if the channel is already connected, and on every change
         ca.create_channel(self.pvname, connect=False, auto_cb=True, callback=self._on_connection)
 
