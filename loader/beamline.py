@@ -341,9 +341,10 @@ class Beamline(Mapping):
                 self._fail(item, IMPORT_FAILED, import_errors[item.device_class], 0.0)
             else:
                 buildable.append(item)
+        silent: dict[str, float] = {}       # no answer to their first PV's search
         built, construction_errors, unreachable, build_time = build_all(
             buildable, classes, deadline, after_build=_after_build,
-            lazy=lazy)
+            lazy=lazy, silent=silent)
         for name, reason in construction_errors.items():
             self._fail(self._items[name], CONSTRUCTION_FAILED, reason, build_time[name])
         self.timings["instantiate"] = time.monotonic() - t0
@@ -353,7 +354,7 @@ class Beamline(Mapping):
         self._pending = {}
         connect_time: dict[str, float] = {}
         outcome = connect_all(candidates, max(deadline - t0, 0.0), times=connect_time,
-                              configured_timeout=self._timeout())
+                              configured_timeout=self._timeout(), searched_since=silent)
         for name, error in unreachable.items():
             outcome[name] = f"connection timed out after {self._timeout():g} s: {error}"
         self.timings["connect"] = time.monotonic() - t0

@@ -126,7 +126,7 @@ def keep_ophyd_lazy_waits(obj) -> None:
 
 def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, workers: int = 8,
               report_after: float = REPORT_AFTER, after_build: Callable[[Any], Any] | None = None,
-              lazy: Container[str] = ()
+              lazy: Container[str] = (), silent: dict[str, float] | None = None
               ) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, float]]:
     """Construct every item side by side in a small thread pool.
 
@@ -142,6 +142,9 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
     it, while other devices are still being built (its failure is logged, not fatal).
 
     Items named in ``lazy`` are built from :func:`loader.lazy_signals.lazy_class`.
+
+    Devices whose first PV answers are built first (:mod:`loader.probe_order`);
+    ``silent`` receives the others' names with the time their PV was first searched.
 
     Returns ``(objects, construction errors, constructors still waiting on their
     PVs at the deadline, seconds per item)``.
@@ -170,7 +173,7 @@ def build_all(items: Iterable, classes: Mapping[str, Any], deadline: float, work
     with lazy_components_connect_later(), ThreadPoolExecutor(
             max_workers=max(1, min(workers, len(items))), thread_name_prefix="construct") as pool:
         next_report = time.monotonic() + report_after
-        for done, (item, obj, error, took) in enumerate(pool.map(build, answered_first(items, classes)), 1):
+        for done, (item, obj, error, took) in enumerate(pool.map(build, answered_first(items, classes, silent=silent)), 1):
             seconds[item.name] = took
             now = time.monotonic()
             if done < len(items) and now >= next_report:

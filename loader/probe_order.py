@@ -26,7 +26,8 @@ POLL = 0.002        # seconds between two looks at the probes
 
 
 def probe_pv(item, cls: type) -> str | None:
-    """The PV of ``cls``'s first plain EPICS signal component under ``item``'s prefix."""
+    """The PV of ``cls``'s first plain EPICS signal component under ``item``'s prefix
+    (not a lazy one: the device must need it to connect)."""
     from ophyd.device import Component
 
     from .instantiate import render_arguments
@@ -39,17 +40,23 @@ def probe_pv(item, cls: type) -> str | None:
     if not isinstance(prefix, str):
         return None
     for cpt in getattr(cls, "_sig_attrs", {}).values():
-        if type(cpt) is Component and isinstance(cpt.suffix, str) and _pv_rule(cpt.cls) is not None:
+        if (type(cpt) is Component and not cpt.lazy and isinstance(cpt.suffix, str)
+                and _pv_rule(cpt.cls) is not None):
             return prefix + cpt.suffix
     return None
 
 
 def answered_first(items: Iterable, classes: Mapping[str, Any], settle: float = SETTLE,
-                   longest: float = LONGEST) -> Iterator:
+                   longest: float = LONGEST, silent: dict[str, float] | None = None) -> Iterator:
     """``items`` in build order: without a probe PV, then as their probe answers,
-    then the silent ones (after ``settle`` s without an answer, ``longest`` s at most)."""
+    then the silent ones (after ``settle`` s without an answer, ``longest`` s at most).
+
+    ``silent`` receives name -> ``time.monotonic()`` at which the probe of each
+    silent device was sent: the connect wait gives such a device up one timeout
+    after that, not one timeout after the live ones stop progressing."""
     from .lazy_signals import PlannedChannel
     probes: dict[str, PlannedChannel] = {}
+    sent: dict[str, float] = {}
     waiting = []
     for item in items:
         pv = probe_pv(item, classes[item.device_class])
@@ -59,21 +66,24 @@ def answered_first(items: Iterable, classes: Mapping[str, Any], settle: float = 
         if pv not in probes:
             probes[pv] = PlannedChannel(pv, item.name)
             probes[pv].open(keep_open=False)    # the device's own signal takes it over
+            sent[pv] = time.monotonic()
         waiting.append((item, probes[pv]))
     start = last_answer = time.monotonic()
     while waiting:
-        silent = []
+        unanswered = []
         for item, probe in waiting:
             if probe.connected:
                 yield item
             else:
-                silent.append((item, probe))
+                unanswered.append((item, probe))
         now = time.monotonic()
-        if len(silent) < len(waiting):
+        if len(unanswered) < len(waiting):
             last_answer = now
-        waiting = silent
+        waiting = unanswered
         if now - last_answer >= settle or now - start >= longest:
             break
         time.sleep(POLL)
-    for item, _ in waiting:
+    for item, probe in waiting:
+        if silent is not None:
+            silent[item.name] = sent[probe.pvname]
         yield item
