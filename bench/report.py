@@ -80,7 +80,9 @@ def table(results: dict) -> str:
                          + (f" {_s(lazy['seconds'])} ({lazy['connected']} ok) | " if lazy else " | ")
                          + (f"{row['speedup_lazy']:.1f}x |" if "speedup_lazy" in row else " |"))
         lines.append(f"(connection timeout {scaling['connection_timeout']:g} s with every PV served, "
-                     f"{scaling.get('dead_timeout', 0):g} s with dead entries, for both)")
+                     f"{scaling.get('dead_timeout', 0):g} s with dead entries, for both; median of "
+                     f"{scaling['rows'][0]['loader'].get('runs')} fresh processes, plain happi one "
+                     "process from 300 motors on)")
         used = [row for row in scaling["rows"] if "first_use_ms" in row["loader"]]
         if used:
             lines += ["", "| motors | first use of a motor (configuration, limits, a move): built at load "
