@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, MutableMapping
 from . import connection_requirements
 from .classes import as_a_load_imports, import_classes
 from .config import find_config
-from .connect import connect_all, devices_of
+from .connect import connect_all, devices_of, timed_out
 from .epics_env import apply_epics_defaults
 from .gc_pause import collect_dropped, gc_paused
 from .happi_db import select_items
@@ -356,7 +356,7 @@ class Beamline(Mapping):
         outcome = connect_all(candidates, max(deadline - t0, 0.0), times=connect_time,
                               configured_timeout=self._timeout(), searched_since=silent)
         for name, error in unreachable.items():
-            outcome[name] = f"connection timed out after {self._timeout():g} s: {error}"
+            outcome[name] = timed_out(self._timeout(), error)
         self.timings["connect"] = time.monotonic() - t0
         connected = {n: candidates[n] for n, err in outcome.items() if err is None}
         for name, err in outcome.items():

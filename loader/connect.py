@@ -88,8 +88,9 @@ def monitor_backlog() -> int | None:
         return None
 
 
-def _timed_out(timeout: float, signals: list, pending: list[dict]) -> str:
-    return f"connection timed out after {timeout:g} s: {_unconnected_reason(signals, pending)}"
+def timed_out(timeout: float, detail: str) -> str:
+    """The reason a device that did not connect in the load's wait is given."""
+    return f"connection timed out after {timeout:g} s: {detail}"
 
 
 def _unconnected_reason(signals: list, pending: list[dict]) -> str:
@@ -174,7 +175,7 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
         for name in [name for name, at in give_up_at.items() if now >= at]:
             del give_up_at[name]            # looked at once: a device with a signal connected stays
             if name in waiting and not any(sig.connected for sig in waiting[name][0]):
-                result[name] = _timed_out(shown, *waiting.pop(name))
+                result[name] = timed_out(shown, _unconnected_reason(*waiting.pop(name)))
                 if times is not None:
                     times[name] = now - t0
         if waiting and now >= next_sample:
@@ -199,7 +200,7 @@ def connect_all(devices: Mapping[str, Any], timeout: float,
             next_report = now + REPORT_EVERY
         time.sleep(POLL_INTERVAL)   # bounded polling, as ophyd's own wait_for_connection does
     for name, (sigs, pend) in waiting.items():
-        result[name] = _timed_out(shown, sigs, pend)
+        result[name] = timed_out(shown, _unconnected_reason(sigs, pend))
         if times is not None:
             times[name] = time.monotonic() - t0
     return {name: result[name] for name in devices}
