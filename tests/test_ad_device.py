@@ -131,9 +131,10 @@ def test_swait_records_drive_the_spot_across_iocs(gp_ioc, adsimdet):
                  message="PeakStartX written by gp:userCalc9")
         wait_for(lambda: calc.channels.A.input_value.get(use_monitor=False) == 620, 10,
                  message="userCalc9.A reading PeakStartX_RBV")
-    finally:
+    finally:   # as the IOC's other users expect it: A no longer follows PeakStartX_RBV
         calc.scanning_rate.put("Passive", wait=True)
         calc.output_link_pv.put("", wait=True)
+        calc.channels.A.input_pv.put("", wait=True)
     det.cam.image_mode.put("Single", wait=True)
     det.cam.acquire.put(1, wait=True, timeout=10)
     image = last_image(det).astype(float)
