@@ -55,7 +55,7 @@ from ophyd import _pyepics_shim as shim
 from ophyd.utils import DestroyedError
 
 from .callback_threads import keep_thread_state
-from .pyepics_gil import opening_poll_skipped
+from .pyepics_gil import opening_poll_skipped, polls_skipped
 
 logger = logging.getLogger(__name__)
 
@@ -379,9 +379,14 @@ class BulkMetadataPV(shim.PyepicsShimPV):
         held the signal unconnected.  One in four to six such monitors in a row
         against EPICS's own softIoc; a flush delivered them in 10 ms.  The flush is
         the batcher's, within a millisecond, for all the monitors made meanwhile
-        (:meth:`MetadataBatcher.flush_soon`)."""
+        (:meth:`MetadataBatcher.flush_soon`).  So the two ``poll`` calls pyepics makes
+        around the subscription (a sleep in libca and a flush each, per monitor) are
+        skipped (``loader.pyepics_gil.polls_skipped``); not with a monitor deadband
+        (``_monitor_delta``, which ophyd never sets), where pyepics waits for a
+        channel of its own."""
         before = self._monref
-        result = super()._check_auto_monitor()
+        with (polls_skipped() if self._args.get("_monitor_delta") is None else nullcontext()):
+            result = super()._check_auto_monitor()
         if self._monref is not None and self._monref is not before:
             _batcher.flush_soon()
         return result

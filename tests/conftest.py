@@ -45,9 +45,9 @@ def ad_ioc_process(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def softioc(tmp_path_factory):
-    """EPICS's own softIoc (epicscorelibs) serving ``sx:ao0..ao56``, ``sx:bo``, ``sx:mbbo``."""
+    """EPICS's own softIoc (epicscorelibs) serving ``sx:ao0..ao69``, ``sx:bo``, ``sx:mbbo``."""
     from iocs.softioc import SoftIoc, ao_database
-    db = ao_database(tmp_path_factory.mktemp("softioc") / "test.db", "sx:", 57)
+    db = ao_database(tmp_path_factory.mktemp("softioc") / "test.db", "sx:", 70)
     ioc = SoftIoc(db, PORTS["softioc"]).start()
     yield ioc
     ioc.stop()

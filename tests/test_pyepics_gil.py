@@ -146,3 +146,74 @@ def _counting(context_manager, calls):
         with context_manager():
             yield
     return counted
+
+
+def _sleeps_in_connection_handlers(monkeypatch, names):
+    """Connect ``names`` with a Python callback each; the ``time.sleep`` calls made on
+    the way in pyepics' connection handler (``_CacheItem.run_connection_callbacks``),
+    and the names each callback was told of."""
+    import sys
+    import time
+    sleeps, told = [], []
+    real_sleep = time.sleep
+
+    def counting_sleep(seconds):
+        if any(sys._getframe(depth).f_code.co_name == "run_connection_callbacks" for depth in (1, 2)):
+            sleeps.append(seconds)
+        return real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", counting_sleep)
+    pvs = [epics.PV(name, connection_callback=lambda pvname=None, conn=None, **kw: conn and told.append(pvname))
+           for name in names]
+    assert all(pv.wait_for_connection(timeout=10) for pv in pvs)
+    wait_for(lambda: len(told) >= len(names), timeout=10, message="the connection callbacks")
+    assert all(ca.get_cache(name).conn for name in names)     # the entries were marked, as pyepics does
+    monkeypatch.setattr(time, "sleep", real_sleep)
+    for pv in pvs:
+        pv.disconnect()
+    return sleeps, sorted(told)
+
+
+def test_connection_callbacks_run_without_a_sleep_before_each(softioc, monkeypatch):
+    """pyepics slept (``time.sleep(0)``: a system call, and the GIL given away) on
+    libca's receive thread before every connection callback.  Fails if the swap is
+    not installed or stops being the method pyepics' connection event calls."""
+    names = [f"sx:ao{i}" for i in range(57, 63)]
+    pyepics_gil.uninstall()
+    sleeps, told = _sleeps_in_connection_handlers(monkeypatch, names[:3])
+    assert sleeps and told == names[:3], "pyepics no longer sleeps there: nothing to skip, drop the swap"
+    pyepics_gil.install()
+    try:
+        sleeps, told = _sleeps_in_connection_handlers(monkeypatch, names[3:])
+        assert told == names[3:], "a connection callback was not run"
+        assert sleeps == []
+    finally:
+        pyepics_gil.uninstall()
+
+
+def test_a_monitor_is_made_without_libcas_pend_and_still_sent(softioc, swapped, monkeypatch):
+    """A monitored signal built on a connected channel subscribes in the building
+    thread; pyepics' two polls around ``ca_create_subscription`` slept in libca
+    (``ca_pend_event``) and flushed, per monitor.  Now neither: the batcher's flush
+    sends the subscription, whose first update still arrives.  Fails if the polls
+    come back, or if the subscription is left unsent (the signal never connects)."""
+    from ophyd import EpicsSignalRO
+
+    from loader import bulk_metadata
+    bulk_metadata.install()
+    try:
+        chid = ca.create_channel("sx:ao63", connect=True)
+        wait_for(lambda: ca.get_cache("sx:ao63").conn, timeout=10, message="pyepics' connection handler")
+        pends = []
+        real_pend = ca.pend_event
+        monkeypatch.setattr(ca, "pend_event", lambda *a: pends.append(threading.get_ident()) or real_pend(*a))
+        signal = EpicsSignalRO("sx:ao63", name="ao63", auto_monitor=True)
+        assert signal._read_pv._monref is not None, "not subscribed while it was built: not a test"
+        assert threading.get_ident() not in pends, "libca was pended while the monitor was made"
+        signal.wait_for_connection(timeout=10)
+        assert signal.get() == 63.0 and signal.timestamp > 0     # the monitor's first update came
+        assert ca.isConnected(chid)
+        monkeypatch.setattr(ca, "pend_event", real_pend)
+        signal.destroy()
+    finally:
+        bulk_metadata.uninstall()
