@@ -186,6 +186,33 @@ def test_area_detector_spot_is_random_visible_and_dithered(training):
     assert abs(x - cam.peak_start.peak_start_x.get()) < 10 and abs(y - cam.peak_start.peak_start_y.get()) < 10
 
 
+def test_the_spot_dither_drops_input_links_left_on_its_record(training):
+    """A link left in the dither record's A or B input (INAN, INBN: a user's test,
+    an earlier session) overwrote the centre and the width the setup writes at its
+    next update, and the spot wandered off.  The setup clears both."""
+    from loader.setups.area_detector import ad_peak_simulation
+    other = float(epics.caget("gp:userCalc10.VAL", use_monitor=False))    # dithers Y, every second
+    centre = 300 if abs(other - 300) > 50 else 700
+    try:
+        for field in ("INAN", "INBN"):
+            assert epics.caput(f"gp:userCalc9.{field}", "gp:userCalc10.VAL", wait=True, timeout=10) == 1
+        ad_peak_simulation(training.adsimdet, center=centre, width=20, gain=150, noise=0,
+                           dither_x="gp:userCalc9", dither_pixels=2)
+        for _ in range(2):      # two updates of the record the links named: they would have followed
+            before = epics.caget("gp:userCalc10.VAL", use_monitor=False)
+            wait_for(lambda: epics.caget("gp:userCalc10.VAL", use_monitor=False) != before,
+                     timeout=10, message="gp:userCalc10 to update again")
+        assert epics.caget("gp:userCalc9.A", use_monitor=False) == centre
+        assert epics.caget("gp:userCalc9.B", use_monitor=False) == 2
+        x = training.adsimdet.cam.peak_start.peak_start_x.get(use_monitor=False)
+        assert abs(x - centre) <= 1, "the spot is not dithered around its centre"
+        assert epics.caget("gp:userCalc9.INAN", use_monitor=False) == ""
+        assert epics.caget("gp:userCalc9.INBN", use_monitor=False) == ""
+    finally:
+        for field in ("INAN", "INBN"):
+            epics.caput(f"gp:userCalc9.{field}", "", wait=True, timeout=10)
+
+
 def test_session_and_namespace(gp_ioc, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BEAMLINE_DATA_DIR", str(tmp_path / "data"))

@@ -92,12 +92,16 @@ def ad_peak_simulation(device, center: Any = 512, width: Any = 20, gain: Any = 1
 
 
 def _dither(record: str, target: str, centre: int, pixels: float, scan: str, name: str, context) -> None:
-    """swait ``record`` writes ``centre`` ± ``pixels``/2 at random to ``target`` every ``scan``."""
+    """swait ``record`` writes ``centre`` ± ``pixels``/2 at random to ``target`` every ``scan``.
+    An input link left on A or B (INAN, INBN) is cleared first: it would overwrite
+    the centre or the width at its next update, and the spot would wander off."""
     from .swait import swait_record
-    fields = ["enable", "description", "channels.A.input_value", "channels.B.input_value",
+    fields = ["enable", "description", "channels.A.input_pv", "channels.B.input_pv",
+              "channels.A.input_value", "channels.B.input_value",
               "calculation", "output_link_pv", "scanning_rate"]
     with swait_record(record, name, context, timeout=DITHER_CONNECT_TIMEOUT, fields=fields) as swait:
-        put_all([(swait.enable, 1),
+        put_all([(swait.channels.A.input_pv, ""), (swait.channels.B.input_pv, ""),   # (in order)
+                 (swait.enable, 1),
                  (swait.description, f"{name.replace('_', ' ')}"),
                  (swait.channels.A.input_value, centre),
                  (swait.channels.B.input_value, float(pixels)),
