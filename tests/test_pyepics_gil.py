@@ -103,6 +103,7 @@ def test_uninstall_restores_pyepics_functions():
     assert not pyepics_gil.installed()
     assert ca.current_context is pyepics_gil._pyepics_current_context
     assert ca.poll is pyepics_gil._pyepics_poll
+    assert ca._CacheItem.run_connection_callbacks is pyepics_gil._pyepics_run_connection_callbacks
 
 
 def test_a_signal_on_a_connected_channel_is_made_without_libcas_pend(softioc, swapped, monkeypatch):
