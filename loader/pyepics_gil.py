@@ -66,7 +66,8 @@ ECA_EVDISALLOW = 210     # caerr.h: "Request inappropriate within subscription (
 _without_gil_release: Callable[[], int | None] | None = None
 _pyepics_current_context = ca.current_context
 _pyepics_poll = ca.poll
-_pyepics_run_connection_callbacks = ca._CacheItem.run_connection_callbacks
+# (a pyepics without it keeps its own: the loads work, tests/test_pyepics_gil.py says so)
+_pyepics_run_connection_callbacks = getattr(getattr(ca, "_CacheItem", None), "run_connection_callbacks", None)
 # libca's callback threads, by ident; the thread object tells a later thread that
 # reuses the ident (a circuit's threads end when its IOC goes away) from the original
 _refusing_threads: dict[int, threading.Thread] = {}
@@ -150,16 +151,19 @@ def install() -> None:
     :func:`run_connection_callbacks`."""
     ca.current_context = current_context
     ca.poll = poll
-    ca._CacheItem.run_connection_callbacks = run_connection_callbacks
+    if _pyepics_run_connection_callbacks is not None:
+        ca._CacheItem.run_connection_callbacks = run_connection_callbacks
 
 
 def uninstall() -> None:
     """Back to pyepics' own functions."""
     ca.current_context = _pyepics_current_context
     ca.poll = _pyepics_poll
-    ca._CacheItem.run_connection_callbacks = _pyepics_run_connection_callbacks
+    if _pyepics_run_connection_callbacks is not None:
+        ca._CacheItem.run_connection_callbacks = _pyepics_run_connection_callbacks
 
 
 def installed() -> bool:
     return (ca.current_context is current_context and ca.poll is poll
-            and ca._CacheItem.run_connection_callbacks is run_connection_callbacks)
+            and (_pyepics_run_connection_callbacks is None
+                 or ca._CacheItem.run_connection_callbacks is run_connection_callbacks))
