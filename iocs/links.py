@@ -63,17 +63,20 @@ _status_task: Optional[asyncio.Task] = None
 
 def _loopback_broadcaster():
     """caproto's search broadcaster, its UDP socket bound to the interface the IOC
-    serves on (127.0.0.1 by default) instead of every interface."""
+    serves on (127.0.0.1 by default) instead of every interface, and without
+    SO_REUSEADDR: caproto sets it, and another client's socket with it set (a
+    caproto sync client's, bound by the OS for its first datagram) could then be
+    given this socket's port and have its search replies delivered here."""
     import socket
 
-    import caproto as ca
     from caproto.asyncio.client import SharedBroadcaster
 
     host = os.environ.get("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1").split()[0]
 
     class LoopbackBroadcaster(SharedBroadcaster):
         async def _create_socket(self):
-            self.udp_sock = ca.bcast_socket(socket_module=socket)
+            self.udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             self.udp_sock.bind((host, 0))
             await self._create_transport()
 

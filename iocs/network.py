@@ -7,6 +7,7 @@ at a broadcast or non-loopback address.
 from __future__ import annotations
 
 import os
+import random
 import socket
 from typing import Iterable, Mapping, MutableMapping
 
@@ -43,20 +44,50 @@ def apply(env: Mapping[str, str], target: MutableMapping[str, str] | None = None
     (os.environ if target is None else target).update(env)
 
 
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+RESERVED_PORTS = (5064, 5065)     # CA's own server and repeater ports
+
+
+def ephemeral_ports(path: str = EPHEMERAL_RANGE_FILE) -> range:
+    """The ports the OS gives sockets that bind port 0 or send unbound (Linux's
+    setting; IANA's dynamic range, which macOS and Windows use, elsewhere)."""
+    try:
+        with open(path) as f:
+            low, high = (int(word) for word in f.read().split())
+    except (OSError, ValueError):
+        low, high = 49152, 65535
+    return range(low, high + 1)
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """A port that is free for both TCP and UDP on ``host`` (CA servers use both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
+    """A port that is free for both TCP and UDP on ``host`` (CA servers use both),
+    chosen outside the OS's ephemeral range.
+
+    A client's UDP socket with SO_REUSEADDR (caproto's clients set it) that the OS
+    binds for its first datagram may get any ephemeral port some other SO_REUSEADDR
+    socket holds, an IOC's search port included (about one socket in 10,000 here);
+    the IOC then receives that client's search replies itself, and the client
+    times out (a failed CI run).  Outside the ephemeral range the OS never picks it.
+    """
+    ephemeral = ephemeral_ports()
+    below, above = range(10000, ephemeral.start), range(ephemeral.stop, 65536)
+    pool = below if len(below) >= len(above) else above
+    choose = random.SystemRandom().choice
+    for _ in range(200):
+        port = choose(pool) if pool else 0     # an OS that lends every port: its choice
+        if port in RESERVED_PORTS:
+            continue
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                tcp.bind((host, port))
+                port = tcp.getsockname()[1]
                 udp.bind((host, port))
         except OSError:
             continue
-        if port not in (5064, 5065):
-            return port
-    raise RuntimeError("could not find a free TCP+UDP port on %s" % host)
+        return port
+    raise RuntimeError(f"could not find a free TCP+UDP port on {host} "
+                       f"in {pool.start}-{pool.stop - 1}")
 
 
 def port_answers(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
