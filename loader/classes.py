@@ -80,8 +80,9 @@ def as_a_load_imports() -> Iterator[None]:
     (pint, matplotlib, most of apstools, ...) is left to first use
     (:mod:`loader.deferred_imports`).  ``beamline validate`` imports every class of a
     beamline too, and was seconds slower without it."""
-    from . import deferred_imports, libca_path, xarray_pint
+    from . import deferred_imports, device_tuples, libca_path, xarray_pint
     libca_path.point_pyepics_at_libca()     # ophyd's import then skips setuptools
+    device_tuples.install()                 # ophyd's ~480 Device namedtuples made at first use
     deferred_imports.defer()
     xarray_pint.install()                   # if databroker is imported already
     with deferred_imports.lending_names():
