@@ -45,6 +45,7 @@ deferred (:mod:`loader.xarray_pint`).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -56,6 +57,7 @@ import types
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
+from .import_hooks import after_import
 from .package_exports import read_exports
 
 # imported by apstools' package __init__ chain (and networkx by ophyd.areadetector.base),
@@ -70,11 +72,12 @@ EXPORTED = frozenset({"apstools.devices", "apstools.synApps"})
 LENT = {"pandas": ("DataFrame",), "bluesky.callbacks.best_effort": ("BestEffortCallback",)}
 # functions apstools calls at import only to set the deferred module's options
 REPLAYED = {"pandas": ("set_option",)}
-# imported before deferring (a few ms, and every session imports them): modules below them are deferred
+# packages the modules of DEFERRED below them wait for: deferred as soon as the package is imported
 PARENTS_IMPORTED = ("bluesky.callbacks", "apstools")
 
 logger = logging.getLogger(__name__)
 _lock = threading.RLock()
+_parents_awaited: set[str] = set()     # packages of PARENTS_IMPORTED an import hook waits for
 _lending = threading.local()
 
 
@@ -319,16 +322,20 @@ def defer(names: Iterable[str] = DEFERRED,
     ``submodules_alone`` let their submodules be imported without themselves;
     ``lent[name]`` are names the stand-in lends within :func:`lending_names`,
     ``replayed[name]`` functions whose calls wait for the real module.
-    ``parents_imported`` are imported first, so that modules below them can be deferred.
+    The names below a package of ``parents_imported`` that is not imported yet are
+    deferred right after something imports it (:func:`loader.import_hooks.after_import`).
     A name read from a package among ``exported`` comes from the submodule its
     ``__init__`` imports it from, without the ``__init__`` (:mod:`loader.package_exports`)."""
     submodules_alone, exported = frozenset(submodules_alone), frozenset(exported)
+    names = list(names)
     for parent in parents_imported:
-        if parent not in sys.modules:
-            try:
-                importlib.import_module(parent)
-            except ModuleNotFoundError:
-                continue         # not installed: nothing below it is deferred
+        below = [name for name in names if name.startswith(parent + ".")]
+        if below and parent not in sys.modules and parent not in _parents_awaited:
+            # deferred as soon as something imports the parent: a load that never
+            # imports bluesky does not pay ~0.06 s for it
+            _parents_awaited.add(parent)
+            after_import(parent, functools.partial(
+                _defer_below, below, submodules_alone, lent, replayed, exported))
     deferred = []
     with _lock:
         for name in names:
@@ -347,6 +354,11 @@ def defer(names: Iterable[str] = DEFERRED,
         if deferred and _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)
     return deferred
+
+
+def _defer_below(names: list[str], submodules_alone, lent, replayed, exported, parent) -> None:
+    """:func:`defer` of the ``names`` below ``parent``, which has just been imported."""
+    defer(names, submodules_alone, lent, replayed, (), exported)
 
 
 def is_deferred(name: str) -> bool:

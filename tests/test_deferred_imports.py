@@ -90,6 +90,36 @@ def test_a_load_leaves_pint_h5py_openpyxl_and_networkx_for_first_use(gp_ioc, tmp
     assert out["same_classes"] == [True, True, True, False, True]   # dir() ran apstools.devices only
 
 
+MOTORS_ONLY = """
+import json, sys
+from loader import load_beamline
+from loader.deferred_imports import is_deferred
+bl = load_beamline("training", labels=["motor"], session=False)
+out = {"failed": [r.name for r in bl.status().failed], "ready": len(bl.status()) - len(bl.status().failed),
+       "bluesky_after_load": [m for m in ("bluesky", "bluesky.callbacks", "matplotlib") if m in sys.modules]}
+# bluesky imported later (a session starting): what is below it is still left to first use
+import bluesky.callbacks
+out["best_effort_deferred"] = is_deferred("bluesky.callbacks.best_effort")
+out["pyplot_after_import"] = "matplotlib.pyplot" in sys.modules
+from bluesky.callbacks.best_effort import BestEffortCallback
+out["real_class"] = [BestEffortCallback.__module__, "matplotlib.pyplot" in sys.modules,
+                     is_deferred("bluesky.callbacks.best_effort")]
+print(json.dumps(out))
+import os; os._exit(0)
+"""
+
+
+def test_a_load_that_uses_no_bluesky_does_not_import_it(gp_ioc):
+    """bluesky (~0.06 s) is imported by a session or by apstools; a load of our own
+    motors alone used to import it only to defer ``bluesky.callbacks.best_effort``
+    (matplotlib.pyplot) below it.  Now that waits until bluesky is imported."""
+    out = run_fresh(MOTORS_ONLY)
+    assert out["failed"] == [] and out["ready"] == 16
+    assert out["bluesky_after_load"] == []
+    assert out["best_effort_deferred"] is True and out["pyplot_after_import"] is False
+    assert out["real_class"] == ["bluesky.callbacks.best_effort", True, False]
+
+
 SUBMODULES = """
 import json, sys
 from loader.deferred_imports import defer, is_deferred

@@ -62,7 +62,7 @@ lazy = [c.__name__ for c in classes if type(c.__dict__["_device_tuple"]).__name_
 print(json.dumps({"classes": len(classes), "lazy": len(lazy),
                   "loader": type(ophyd.device.__loader__).__name__,
                   "source": "def _initialize_device" in inspect.getsource(ophyd.device),
-                  "hooks_left": [type(f).__name__ for f in sys.meta_path if "device_tuples" in type(f).__module__],
+                  "hooks_left": [type(f).__name__ for f in sys.meta_path if "import_hooks" in type(f).__module__],
                   "fields_as_ophyd": [c.get_device_tuple()._fields == tuple(
                       n for n in c.component_names[:254] if not n.startswith("_")) for c in classes]}))
 """
