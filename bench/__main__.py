@@ -79,7 +79,11 @@ def scaling(env: dict, counts: list[int], repeats: int, cwd: Path, timeout: floa
             dead_timeout: float, baseline_max: int, dead_baseline_max: int) -> dict:
     """Live databases get a timeout long enough to connect everything (the load
     returns as soon as all are connected); databases with dead entries get a short
-    one, the same for our loader and the baseline, which waits it once per dead device."""
+    one, the same for our loader and the baseline, which waits it once per dead device.
+
+    For each database the loader, the loader with the motors lazy and plain happi run
+    in rounds of one process each (:func:`runner.interleaved`): the three meet the
+    same drift of the machine's speed, and each ratio is also taken round by round."""
     print("scaling", flush=True)
     rows = []
     for dead in (0.0, 0.1):
@@ -91,22 +95,24 @@ def scaling(env: dict, counts: list[int], repeats: int, cwd: Path, timeout: floa
             row = {"motors": count, "dead_fraction": dead, "timeout": timeout_here}
             # every PV served: after the load, what the first use of a few motors costs
             first_use = {} if dead else {"first_use": FIRST_USE_MOTORS}
-            row["loader"] = runner.median_of("scaling_loader", {"config": str(config), "timeout": timeout_here,
-                                                                **first_use},
-                                             env, repeats, f"loader {count} motors, {dead:.0%} dead", cwd)
+            tasks = {"loader": ("scaling_loader", {"config": str(config), "timeout": timeout_here, **first_use},
+                                f"loader {count} motors, {dead:.0%} dead")}
             if not dead:    # the same motors named in `load: lazy` (loader/lazy_signals.py)
                 names = [f"mot{i}" for i in range(1, count + 1)]
                 lazy_config = _bench_config(cwd, db, timeout_here, lazy=names)
-                row["loader_lazy"] = runner.median_of(
-                    "scaling_loader", {"config": str(lazy_config), "timeout": timeout_here, **first_use},
-                    env, repeats, f"loader {count} motors, lazy", cwd)
+                tasks["loader_lazy"] = ("scaling_loader", {"config": str(lazy_config), "timeout": timeout_here,
+                                                           **first_use}, f"loader {count} motors, lazy")
             if count <= (dead_baseline_max if dead else baseline_max):
-                row["happi_baseline"] = runner.median_of(
-                    "scaling_happi", {"database": str(db), "timeout": timeout_here}, env,
-                    1 if count >= 300 else repeats, f"happi load_devices {count} motors, {dead:.0%} dead", cwd)
-                row["speedup"] = row["happi_baseline"]["seconds"] / row["loader"]["seconds"]
-                if "loader_lazy" in row:
-                    row["speedup_lazy"] = row["happi_baseline"]["seconds"] / row["loader_lazy"]["seconds"]
+                tasks["happi_baseline"] = ("scaling_happi", {"database": str(db), "timeout": timeout_here},
+                                           f"happi load_devices {count} motors, {dead:.0%} dead")
+            row.update(runner.interleaved(tasks, env, repeats, cwd))
+            if "happi_baseline" in row:
+                base = row["happi_baseline"]
+                for label, key in (("loader", "speedup"), ("loader_lazy", "speedup_lazy")):
+                    if label in row:
+                        row[key] = base["seconds"] / row[label]["seconds"]
+                        row[key + "_by_round"] = statistics.median(
+                            b / mine for b, mine in zip(base["rounds"], row[label]["rounds"]))
             rows.append(row)
     return {"rows": rows, "connection_timeout": timeout, "dead_timeout": dead_timeout}
 

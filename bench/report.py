@@ -6,6 +6,12 @@ def _s(x: float) -> str:
     return f"{x:.2f} s"
 
 
+def _ratio(row: dict, key: str) -> str:
+    """A scaling row's speed-up, and in brackets the median of its round-by-round ratios."""
+    by_round = row.get(key + "_by_round")
+    return f"{row[key]:.1f}x" + (f" ({by_round:.1f}x)" if by_round is not None else "")
+
+
 def table(results: dict) -> str:
     lines = []
     m = results.get("machine", {})
@@ -75,14 +81,15 @@ def table(results: dict) -> str:
             base, lazy = row.get("happi_baseline"), row.get("loader_lazy")
             lines.append(f"| {row['motors']} | {row['dead_fraction']:.0%} | {_s(row['loader']['seconds'])} "
                          f"({row['loader']['connected']} ok) | "
-                         + (f"{_s(base['seconds'])} ({base['connected']} ok) | {row['speedup']:.1f}x |"
+                         + (f"{_s(base['seconds'])} ({base['connected']} ok) | {_ratio(row, 'speedup')} |"
                             if base else "not run | |")
                          + (f" {_s(lazy['seconds'])} ({lazy['connected']} ok) | " if lazy else " | ")
-                         + (f"{row['speedup_lazy']:.1f}x |" if "speedup_lazy" in row else " |"))
+                         + (f"{_ratio(row, 'speedup_lazy')} |" if "speedup_lazy" in row else " |"))
         lines.append(f"(connection timeout {scaling['connection_timeout']:g} s with every PV served, "
                      f"{scaling.get('dead_timeout', 0):g} s with dead entries, for both; median of "
-                     f"{scaling['rows'][0]['loader'].get('runs')} fresh processes, plain happi one "
-                     "process from 300 motors on)")
+                     f"{scaling['rows'][0]['loader'].get('runs')} fresh processes each, run in rounds "
+                     "of one process each; a speed-up is the ratio of the medians, and in brackets "
+                     "the median of the ratios taken round by round)")
         used = [row for row in scaling["rows"] if "first_use_ms" in row["loader"]]
         if used:
             lines += ["", "| motors | first use of a motor (configuration, limits, a move): built at load "
