@@ -57,7 +57,7 @@ import types
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from .import_hooks import after_import
+from .import_hooks import after_import, waiting
 from .package_exports import read_exports
 
 # imported by apstools' package __init__ chain (and networkx by ophyd.areadetector.base),
@@ -77,7 +77,6 @@ PARENTS_IMPORTED = ("bluesky.callbacks", "apstools")
 
 logger = logging.getLogger(__name__)
 _lock = threading.RLock()
-_parents_awaited: set[str] = set()     # packages of PARENTS_IMPORTED an import hook waits for
 _lending = threading.local()
 
 
@@ -330,10 +329,9 @@ def defer(names: Iterable[str] = DEFERRED,
     names = list(names)
     for parent in parents_imported:
         below = [name for name in names if name.startswith(parent + ".")]
-        if below and parent not in sys.modules and parent not in _parents_awaited:
+        if below and parent not in sys.modules and not waiting(parent):
             # deferred as soon as something imports the parent: a load that never
             # imports bluesky does not pay ~0.06 s for it
-            _parents_awaited.add(parent)
             after_import(parent, functools.partial(
                 _defer_below, below, submodules_alone, lent, replayed, exported))
     deferred = []
@@ -356,8 +354,8 @@ def defer(names: Iterable[str] = DEFERRED,
     return deferred
 
 
-def _defer_below(names: list[str], submodules_alone, lent, replayed, exported, parent) -> None:
-    """:func:`defer` of the ``names`` below ``parent``, which has just been imported."""
+def _defer_below(names: list[str], submodules_alone, lent, replayed, exported, parent_module) -> None:
+    """:func:`defer` of the ``names`` below ``parent_module``, which has just been imported."""
     defer(names, submodules_alone, lent, replayed, (), exported)
 
 
