@@ -18,7 +18,10 @@ the package itself imported (:class:`_AlreadyImported`), never a second copy.
 The packages in :data:`SUBMODULES_ALONE` instead let a submodule be imported
 without them: apstools subclasses ``openpyxl.utils.exceptions.InvalidFileException``
 at import, and ``openpyxl.utils`` needs nothing from openpyxl's ``__init__``,
-which imports the whole library.  A module below a package can be deferred with
+which imports the whole library.  happi is one too: a load makes its entries
+happi items (``happi.containers``, ``happi.item``), while happi's ``__init__``
+imports its client, every database backend (pymongo: ~0.05 s) and its device
+loader (jinja2, asyncio): ~0.1 s a load did not use.  A module below a package can be deferred with
 its parents (``epicscorelibs.path.pyepics``, :mod:`loader.libca_path`).
 apstools' own ``apstools.devices`` and ``apstools.synApps`` (:data:`EXPORTED`,
 0.2 s, ~50 device modules) are deferred too: a name read from one of them
@@ -60,12 +63,12 @@ from typing import Any, Iterable, Iterator
 from .import_hooks import after_import, waiting
 from .package_exports import read_exports
 
-# imported by apstools' package __init__ chain (and networkx by ophyd.areadetector.base),
-# unused until a user asks for them
+# imported by apstools' package __init__ chain (networkx by ophyd.areadetector.base, happi's
+# client and backends by its __init__), unused until a user asks for them
 DEFERRED = ("pint", "h5py", "openpyxl", "networkx", "pandas", "bluesky.callbacks.best_effort",
-            "apstools.devices", "apstools.synApps")
+            "apstools.devices", "apstools.synApps", "happi")
 # packages whose submodules are imported without running the package's __init__
-SUBMODULES_ALONE = frozenset({"openpyxl"})
+SUBMODULES_ALONE = frozenset({"openpyxl", "happi"})
 # packages whose names are taken from the one submodule their __init__ imports each from
 EXPORTED = frozenset({"apstools.devices", "apstools.synApps"})
 # names apstools takes from a deferred module at import but uses only later

@@ -120,6 +120,44 @@ def test_a_load_that_uses_no_bluesky_does_not_import_it(gp_ioc):
     assert out["real_class"] == ["bluesky.callbacks.best_effort", True, False]
 
 
+HAPPI_AFTER_A_LOAD = """
+import json, sys
+from loader import load_beamline
+from loader.deferred_imports import is_deferred
+bl = load_beamline("training", labels=["motor"], session=False)
+item = bl["m1"].md
+out = {"ready": len(bl.status()) - len(bl.status().failed),
+       "item": [type(item).__module__, type(item).__name__],
+       "happi_deferred": is_deferred("happi"),
+       "unimported": [m for m in ("happi.client", "happi.backends", "happi.loader", "pymongo", "jinja2")
+                      if m not in sys.modules]}
+# happi used afterwards, as ``happi search`` or a user's script in the same process would
+import happi
+from happi.backends.mongo_db import MongoBackend
+client = happi.Client(path=str(bl.report.database.path))
+found = [r for r in client.search(beamline="training") if "motor" in r.item.labels]
+out["client"] = [len(found), sorted(r.item.name for r in found)[:2],
+                 isinstance(item, happi.HappiItem), type(found[0].item) is type(item),
+                 happi.containers is sys.modules["happi.containers"], MongoBackend.__module__]
+out["happi_deferred_after_use"] = is_deferred("happi")
+print(json.dumps(out))
+import os; os._exit(0)
+"""
+
+
+def test_a_load_makes_happi_items_without_importing_happis_client_and_backends(gp_ioc):
+    """happi's ``__init__`` imports its client, every backend (pymongo) and its device
+    loader (jinja2, asyncio): ~0.1 s of every load, which only makes happi items.
+    happi works as before when it is used afterwards in the same process."""
+    out = run_fresh(HAPPI_AFTER_A_LOAD)
+    assert out["ready"] == 16
+    assert out["item"] == ["loader.containers", "BeamlineItem"]
+    assert out["happi_deferred"] is True
+    assert out["unimported"] == ["happi.client", "happi.backends", "happi.loader", "pymongo", "jinja2"]
+    assert out["client"] == [16, ["m1", "m10"], True, True, True, "happi.backends.mongo_db"]
+    assert out["happi_deferred_after_use"] is False
+
+
 SUBMODULES = """
 import json, sys
 from loader.deferred_imports import defer, is_deferred
