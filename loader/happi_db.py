@@ -117,9 +117,9 @@ def select_items(docs: dict[str, dict], beamline: str, labels: Iterable[str] | N
     ``docs`` are the database's documents (already validated); ``skip`` names the
     entries validation rejected, which are never turned into items.
     """
-    from .classes import as_a_load_imports
-    with as_a_load_imports():       # happi's containers, without its client and backends
-        from happi.containers import registry
+    from .deferred_imports import defer
+    defer()     # happi's containers and items, without happi's client and backends
+    from happi.containers import registry
     wanted = set(labels) if labels else None
     skipped = set(skip)
     items = []
