@@ -118,7 +118,7 @@ def select_items(docs: dict[str, dict], beamline: str, labels: Iterable[str] | N
     entries validation rejected, which are never turned into items.
     """
     from .deferred_imports import defer
-    defer()     # happi's containers and items, without happi's client and backends
+    defer(["happi"])    # happi's containers and items, without happi's client and backends
     from happi.containers import registry
     wanted = set(labels) if labels else None
     skipped = set(skip)
