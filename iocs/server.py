@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import sys
+import time
 import weakref
 from typing import Iterable
 
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 COALESCE_BYTES = 16384   # replies held back while a circuit has more requests queued, at most this much
 YIELD_EVERY = 64         # requests of one circuit handled before the other tasks get the event loop
+UPDATES_PER_SEND = 128   # monitor updates of one circuit sent in one go, at most
 
 
 _serving: "weakref.WeakSet" = weakref.WeakSet()     # the server contexts of this process
@@ -70,26 +72,58 @@ def _context_class():
       event loop sends them too), and every ``YIELD_EVERY`` requests the circuit
       lets the other tasks run, so other clients and monitor updates are not held
       up by one client's burst.  A lone request is answered at once, as before.
+    * Monitor updates are sent as they are queued, in batches of what has piled
+      up.  caproto's loop waits on the circuit's queue through ``asyncio.wait_for``
+      for every update (a task and a timer each), holds a batch for up to a
+      second while updates keep coming, and before each batch lists every
+      subscription of the circuit to drop those cancelled meanwhile (5,100 for
+      300 motors).  Here the circuit keeps the set of its live subscription ids,
+      updated where subscriptions are added and removed.  With young garbage
+      collections left to quiet moments (:mod:`iocs.garbage`) and caproto's
+      per-request notify skipped, a 300-motor load costs the IOC ~11 % less CPU
+      (1.79 -> 1.59 s, 15 of 16 interleaved pairs), and its event loop waits in
+      the kernel 756 times instead of 15,389.
     """
     from collections import defaultdict, deque
 
     import caproto as ca
     from caproto.asyncio.server import AsyncioEvent, Context, VirtualCircuit
+    from caproto.server.common import HIGH_LOAD_EVENT_TIME_THRESHOLD as EVENTS_TOGGLE_GRACE
+    from caproto.server.common import DisconnectedCircuit
+
+    class Subscriptions(deque):
+        """The subscriptions of one spec, their ids kept in the circuit's live set."""
+
+        def __init__(self, live_ids: set):
+            super().__init__()
+            self.live_ids = live_ids
+
+        def append(self, sub):
+            self.live_ids.add(sub.subscriptionid)
+            super().append(sub)
+
+        def remove(self, sub):
+            super().remove(sub)
+            self.live_ids.discard(sub.subscriptionid)
 
     class SubscriptionsByPV(defaultdict):
-        """A circuit's ``{SubscriptionSpec: deque of Subscription}``, also indexed by PV."""
+        """A circuit's ``{SubscriptionSpec: deque of Subscription}``, also indexed by
+        PV, with the ids of all its subscriptions (``live_ids``)."""
 
         def __init__(self):
-            super().__init__(deque)
+            super().__init__()
             self.specs_of = defaultdict(set)
+            self.live_ids: set = set()
 
         def __missing__(self, spec):
             self.specs_of[spec.db_entry].add(spec)
-            return super().__missing__(spec)
+            subs = self[spec] = Subscriptions(self.live_ids)
+            return subs
 
         def clear(self):
             super().clear()
             self.specs_of.clear()
+            self.live_ids.clear()
 
     class OnePV:
         """A circuit as caproto's ``_cull_subscriptions`` sees it, narrowed to the
@@ -163,6 +197,43 @@ def _context_class():
         async def _on_disconnect(self):
             await super()._on_disconnect()
             garbage.collector.client_left()
+
+        async def _wake_new_command(self):
+            """caproto notifies this condition after every request (a lock taken and
+            given back each time); nothing in its asyncio server or ours waits on it."""
+            if self.new_command_condition._waiters:     # asyncio.Condition's own waiters
+                await super()._wake_new_command()
+
+        async def subscription_queue_loop(self):
+            """Send the circuit's monitor updates: what has piled up, at most
+            ``UPDATES_PER_SEND`` at a time, without those of subscriptions cancelled
+            since they were queued (no update may follow the cancel's reply)."""
+            self.events_on.set()
+            queue = self.subscription_queue
+            live = self.subscriptions.live_ids
+            try:
+                while True:
+                    refs = [await queue.get()]
+                    while len(refs) < UPDATES_PER_SEND and not queue.empty():
+                        refs.append(queue.get_nowait())
+                    updates = [ref() for ref in refs]
+                    # a dead reference: the subscription's backlog overflowed (not
+                    # updates.count(None): caproto's commands compare as bytes)
+                    dropped = sum(update is None for update in updates)
+                    if dropped and time.monotonic() - self.time_events_toggled > EVENTS_TOGGLE_GRACE:
+                        self.log.warning("High load. Dropped %d monitor updates.", dropped)
+                    updates = [update for update in updates
+                               if update is not None and update.subscriptionid in live]
+                    if updates:
+                        await self.send(*updates)
+                    if not queue.empty():
+                        await asyncio.sleep(0)      # the other tasks run between batches
+            except self.TaskCancelled:
+                return
+            except DisconnectedCircuit:
+                await self._on_disconnect()
+                self.circuit.disconnect()
+                await self.context.circuit_disconnected(self)
 
         async def _cull_subscriptions(self, db_entry, func):
             # every subscription func can match is on db_entry: the command's channel

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import time
 
+import caproto
 from epics import ca
 
 from ca_helpers import wait_for
+from test_ioc_bursts import RawClient
 
 
 def _subscribe(chid, seen: list):
@@ -83,3 +85,60 @@ def test_a_cleared_channel_can_be_made_again_and_monitors_as_before(gp_ioc):
             if subscription is not None:
                 ca.clear_subscription(subscription[2])
     del on_first
+
+
+def test_a_burst_of_subscriptions_each_gets_its_updates_and_none_after_its_cancel(gp_ioc):
+    """2,000 subscriptions on one channel in one write, every other one cancelled
+    right after it is made, then a write to the PV: each subscription left open gets its
+    first update and the new value; a cancelled one gets nothing after its cancel
+    is answered (``iocs/server.py`` sends a circuit's monitor updates in batches of
+    what has piled up, and drops those of subscriptions cancelled meanwhile).
+    Spoken over raw TCP with caproto's client-side state machine, which also rejects
+    an update for a subscription whose cancel it has seen answered."""
+    client = RawClient(gp_ioc.port, "gp:gp:float19")
+    client.sock.settimeout(10)      # a lost update: fail in seconds, not after RawClient's minute
+    count = 2000
+    channel = client.channel
+    try:
+        burst = []
+        for i in range(count):      # every other one cancelled right after it is made: the
+            burst.append(client.encode(         # cancel races the subscription's first update
+                channel.subscribe(data_type=caproto.ChannelType.TIME_DOUBLE, subscriptionid=i)))
+            if i % 2 == 0:
+                burst.append(client.encode(channel.unsubscribe(i)))
+        client.sock.sendall(b"".join(burst))
+        values: dict[int, list] = {i: [] for i in range(1, count, 2)}    # the ones left open
+        cancelled: set[int] = set()
+        late: list[int] = []
+        read_back: list = []
+
+        def take(until) -> None:
+            deadline = time.monotonic() + 30
+            while not until():
+                assert time.monotonic() < deadline, (
+                    f"{sum(map(bool, values.values()))} of {len(values)} subscriptions updated, "
+                    f"{len(cancelled)} of {count // 2} cancels answered")
+                for command in client.commands():
+                    if isinstance(command, caproto.ReadNotifyResponse):
+                        read_back.append(command.data[0])
+                    if not isinstance(command, caproto.EventAddResponse):
+                        continue
+                    subscription = command.subscriptionid
+                    if subscription in values:
+                        values[subscription].append(command.data[0])
+                    elif not command.payload_size:
+                        cancelled.add(subscription)     # a cancel is answered with no payload
+                    elif subscription in cancelled:
+                        late.append(subscription)
+                    # (an update of a cancelled one before its cancel is answered is allowed)
+
+        take(lambda: len(cancelled) == count // 2 and all(values.values()))
+        client.send(channel.write([4.25], data_type=caproto.ChannelType.DOUBLE, ioid=1))
+        take(lambda: all(updates[-1] == 4.25 for updates in values.values()))
+        time.sleep(0.3)
+        client.send(channel.read(data_type=caproto.ChannelType.DOUBLE, ioid=2))
+        take(lambda: read_back)                 # and with it whatever the IOC sent before it
+        assert read_back == [4.25]
+        assert not late, f"updates after the cancel was answered: {late[:10]}"
+    finally:
+        client.close()
