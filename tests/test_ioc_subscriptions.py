@@ -5,6 +5,10 @@ or clear names (caproto scans every subscription of the circuit each time, which
 made a client's exit with 20,000 channels take ~30 s).  These tests check that
 what a client sees is unchanged: the cancelled subscription stops, every other
 one on the same PV, on the same channel and on other PVs goes on.
+
+It also sends each circuit's monitor updates as they pile up, not through
+caproto's batching loop: none is lost or sent after its subscription's cancel is
+answered, and a fast stream is not held back in bursts.
 """
 from __future__ import annotations
 
@@ -142,3 +146,33 @@ def test_a_burst_of_subscriptions_each_gets_its_updates_and_none_after_its_cance
         assert not late, f"updates after the cancel was answered: {late[:10]}"
     finally:
         client.close()
+
+
+def test_a_fast_stream_of_updates_arrives_as_it_comes_not_in_held_back_bursts(gp_ioc):
+    """A PV written ~200 times a second for 2 s: its monitor updates arrive as they
+    come, each value in turn.  caproto's own loop batches updates that follow each
+    other within 10 ms and doubles the time it holds a batch after every send, up
+    to a second: such a stream reached the client in bursts up to ~0.7 s apart (a
+    live plot that freezes), and a motor's DMOV 1 right after its 0 came ~11 ms late."""
+    chid = _connect("gp:gp:float12")
+    arrivals: list[tuple[float, float]] = []
+    subscription = ca.create_subscription(
+        chid, callback=lambda value=None, **kw: arrivals.append((time.monotonic(), value)))
+    try:
+        wait_for(lambda: arrivals, timeout=10, message="the first monitor update")
+        arrivals.clear()
+        written = 0
+        start = time.monotonic()
+        while time.monotonic() - start < 2.0:
+            written += 1
+            ca.put(chid, float(written))
+            ca.flush_io()
+            time.sleep(0.005)
+        wait_for(lambda: arrivals and arrivals[-1][1] == written, timeout=10,
+                 message=f"the last of {written} values")
+        values = [value for _, value in arrivals]
+        assert values == sorted(values), "updates out of order"
+        gaps = [later - earlier for (earlier, _), (later, _) in zip(arrivals, arrivals[1:])]
+        assert max(gaps) < 0.25, f"updates held back: {max(gaps) * 1000:.0f} ms between two"
+    finally:                                # a subscription must not outlive its callback
+        ca.clear_subscription(subscription[2])
