@@ -75,7 +75,9 @@ def _context_class():
     * Monitor updates are sent as they are queued, in batches of what has piled
       up.  caproto's loop waits on the circuit's queue through ``asyncio.wait_for``
       for every update (a task and a timer each), holds a batch for up to a
-      second while updates keep coming, and before each batch lists every
+      second while updates keep coming (a PV written 200 times a second reached
+      its client in bursts up to 0.7 s apart, and a motor's DMOV 1 right after
+      its 0 came ~11 ms late), and before each batch lists every
       subscription of the circuit to drop those cancelled meanwhile (5,100 for
       300 motors).  Here the circuit keeps the set of its live subscription ids,
       updated where subscriptions are added and removed.  With young garbage
