@@ -203,7 +203,8 @@ def _context_class():
         async def _wake_new_command(self):
             """caproto notifies this condition after every request (a lock taken and
             given back each time); nothing in its asyncio server or ours waits on it."""
-            if self.new_command_condition._waiters:     # asyncio.Condition's own waiters
+            # asyncio.Condition's own list of waiters; were it renamed, notify as caproto does
+            if getattr(self.new_command_condition, "_waiters", True):
                 await super()._wake_new_command()
 
         async def subscription_queue_loop(self):
